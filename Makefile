@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: MIT
+# libshmring: plain Makefile.  Quiet unless V=1.
+#   make                 library (static + shared), examples
+#   make test            unit and multi-process tests (Criterion)
+#   make asan            the tests under ASan + UBSan (in build-asan/)
+#   make check-symbols   exported symbols == header == version script
+#   make install/uninstall  PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
+# Build variants: SAN=asan (ASan+UBSan) builds into build-asan/; CC=clang works.
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define SHMRING_VERSION_MAJOR \([0-9]*\)/\1/p' include/shmring.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define SHMRING_VERSION_MINOR \([0-9]*\)/\1/p' include/shmring.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define SHMRING_VERSION_PATCH \([0-9]*\)/\1/p' include/shmring.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+
+CC ?= cc
+SAN ?=
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wformat=2 -Wno-unused-parameter
+OPT ?= -O2 -g
+CFLAGS ?=
+BASE_CFLAGS := -std=c11 $(OPT) $(WARN) -Iinclude -fno-strict-aliasing
+LDLIBS :=
+
+ifeq ($(SAN),asan)
+BUILD ?= build-asan
+BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDSAN := -fsanitize=address,undefined
+else ifeq ($(SAN),)
+BUILD ?= build
+LDSAN :=
+else
+$(error unknown SAN=$(SAN); use SAN=asan)
+endif
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+LIB_SRCS := src/ring.c src/producer.c src/consumer.c src/wait.c src/error.c
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+PIC_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/pic/%.o)
+HDRS := include/shmring.h $(wildcard src/*.h)
+
+SONAME := libshmring.so.$(VERSION_MAJOR)
+STATIC := $(BUILD)/libshmring.a
+SHARED := $(BUILD)/libshmring.so.$(VERSION)
+
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TEST_COMMON := tests/common.c
+
+.PHONY: all lib examples test asan check-symbols install uninstall clean tests deps loop
+
+all: lib examples
+
+lib: $(STATIC) $(SHARED) $(BUILD)/shmring.pc
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS)
+	$(call msg,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) -fvisibility=hidden $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/pic/%.o: src/%.c $(HDRS)
+	$(call msg,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) -fPIC -fvisibility=hidden $(CFLAGS) -c -o $@ $<
+
+$(STATIC): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(SHARED): $(PIC_OBJS) src/libshmring.map
+	$(call msg,LD,$@)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libshmring.map \
+		-Wl,-z,defs -Wl,-z,relro -Wl,-z,now $(LDSAN) -o $@ $(PIC_OBJS) $(LDLIBS)
+	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SONAME) && ln -sf $(SONAME) $(BUILD)/libshmring.so
+
+$(BUILD)/shmring.pc: shmring.pc.in include/shmring.h
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# Examples link against the shared library, as a user's program would.
+examples: $(EXAMPLES)
+$(BUILD)/examples/%: examples/%.c $(SHARED) include/shmring.h
+	$(call msg,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(BUILD) -lshmring \
+		-Wl,-rpath,'$$ORIGIN/..' $(LDSAN)
+
+# Tests link the static library, so they can also see inside if needed.
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/common.h $(STATIC)
+	$(call msg,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) -Isrc $(CFLAGS) -o $@ $< $(TEST_COMMON) $(STATIC) \
+		-lcriterion -lm $(LDSAN)
+
+deps:
+	$(Q)tools/ensure-test-deps.sh
+
+tests: deps $(TESTS) examples
+
+# Each test program runs its tests one at a time (-j1): the multi-process
+# tests already fill both cores.  TEST_ARGS passes flags to Criterion.
+test: tests check-symbols
+	$(Q)tools/run-tests.sh $(BUILD) $(TESTS)
+
+asan:
+	$(Q)$(MAKE) --no-print-directory SAN=asan test
+
+check-symbols: $(SHARED)
+	$(Q)tools/check-symbols.sh $(SHARED) include/shmring.h src/libshmring.map
+
+# Repeat the suite to catch rare races: make loop N=20
+N ?= 10
+loop: tests
+	$(Q)for i in $$(seq $(N)); do echo "== round $$i"; \
+		tools/run-tests.sh $(BUILD) $(TESTS) || exit 1; done
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/shmring.h $(DESTDIR)$(INCLUDEDIR)/shmring.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libshmring.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libshmring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmring.so
+	install -m 644 $(BUILD)/shmring.pc $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
+	if [ -d man ] && ls man/*.[0-9] >/dev/null 2>&1; then \
+		for f in man/*.[0-9]; do s=$${f##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+		install -m 644 $$f $(DESTDIR)$(MANDIR)/man$$s/; done; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/shmring.h $(DESTDIR)$(LIBDIR)/libshmring.a \
+		$(DESTDIR)$(LIBDIR)/libshmring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libshmring.so $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
+	if [ -d man ]; then for f in man/*.[0-9]; do [ -e "$$f" ] || continue; \
+		s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${f##*/}; done; fi
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libshmring: a lock-free single-producer, multi-consumer message ring in
+ * shared memory, for processes on one Linux machine.
+ *
+ * One producer publishes variable-length messages; each broadcast consumer
+ * sees every message, in order.  The hot path makes no system call: the kernel
+ * is entered only to sleep or wake (futex) when a side has to wait.
+ *
+ * Conventions
+ * -----------
+ * - Every function that can fail returns 0 (or a count) on success and a
+ *   negative errno value on failure.  Nothing reads or sets the global errno
+ *   as a way of reporting; functions that make system calls preserve errno.
+ *   shmring_strerror() explains every code.
+ * - Deadlines are absolute CLOCK_MONOTONIC times; NULL means wait forever.
+ *   shmring_deadline() makes one from a relative timeout.  A blocking call
+ *   that is interrupted by a signal handler retries inside and keeps its
+ *   deadline.
+ * - Positions are byte counts since the ring was created; they never wrap.
+ *
+ * Who may call what (SPMC contract)
+ * ---------------------------------
+ *   ring handle      shmring_create*, shmring_open*, shmring_close, shmring_fd,
+ *                    shmring_info: any process; a handle is used by one
+ *                    thread at a time for open/close.
+ *   producer side    shmring_producer_open/shutdown/close, shmring_reserve*,
+ *                    shmring_commit, shmring_abort, shmring_send*: one live
+ *                    producer per ring (a second gets -EBUSY); a producer
+ *                    handle is used by one thread at a time.
+ *   consumer side    shmring_consumer_open/close, shmring_peek*,
+ *                    shmring_release, shmring_recv*: any number of consumers,
+ *                    each handle used by one thread at a time.
+ *
+ *   Concurrency: the producer and every consumer run concurrently with each
+ *   other, in any processes, with no lock.  Two threads may not use the same
+ *   endpoint handle at once.
+ *
+ *   Async-signal-safe (only lock-free atomics and the futex system call, errno
+ *   preserved), marked [AS-safe] below: shmring_reserve, shmring_commit,
+ *   shmring_abort, shmring_send, shmring_producer_close, shmring_peek,
+ *   shmring_release, shmring_recv, shmring_strerror, shmring_deadline.
+ *   A handler must not interrupt a call on the same handle and then call into
+ *   that handle.
+ *
+ * Fork: a child inherits the ring handle and may open its own endpoints on
+ * it.  An endpoint handle must then be used by only one of the two processes.
+ */
+#ifndef SHMRING_H
+#define SHMRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMRING_VERSION_MAJOR 0
+#define SHMRING_VERSION_MINOR 1
+#define SHMRING_VERSION_PATCH 0
+/* The version this header describes, as one comparable number. */
+#define SHMRING_VERSION \
+	((SHMRING_VERSION_MAJOR << 16) | (SHMRING_VERSION_MINOR << 8) | \
+	 SHMRING_VERSION_PATCH)
+
+#if defined(__GNUC__)
+#define SHMRING_API __attribute__((visibility("default")))
+#else
+#define SHMRING_API
+#endif
+
+/* Opaque handles. */
+struct shmring;          /* one process's mapping of a ring */
+struct shmring_producer; /* the producer endpoint */
+struct shmring_consumer; /* a consumer endpoint (a cursor) */
+
+/* Full policy, fixed at creation. */
+enum shmring_policy {
+	/* Lossless: the producer waits for the slowest attached consumer. */
+	SHMRING_POLICY_BLOCK = 0,
+};
+
+/* Record header size in bytes; each record takes
+ * SHMRING_RECORD_SIZE(len) bytes of the ring. */
+#define SHMRING_RECORD_HDR 8u
+#define SHMRING_RECORD_SIZE(len) \
+	(SHMRING_RECORD_HDR + (((uint64_t)(len) + 7u) & ~(uint64_t)7u))
+
+/* Defaults and limits of struct shmring_opts. */
+#define SHMRING_DEFAULT_CAPACITY (1u << 20)
+#define SHMRING_MAX_CAPACITY (1ull << 32)
+#define SHMRING_DEFAULT_CONSUMERS 64u
+#define SHMRING_MAX_CONSUMERS 4096u
+
+/*
+ * Creation options.  Zero-initialise, set .size = sizeof(struct shmring_opts)
+ * and fill what you need; a field left 0 takes its default.  Passing NULL
+ * means all defaults.
+ */
+struct shmring_opts {
+	size_t size;            /* sizeof(struct shmring_opts) */
+	uint64_t capacity;      /* data bytes, rounded up to a power of two and
+	                         * at least one page; default 1 MiB, at most
+	                         * SHMRING_MAX_CAPACITY */
+	uint32_t max_consumers; /* cursor slots; default 64, at most 4096 */
+	uint32_t mode;          /* permission bits of a named ring, applied
+	                         * exactly (umask ignored); default 0600 */
+	uint32_t policy;        /* enum shmring_policy */
+	uint32_t flags;         /* must be 0 */
+};
+
+/* A snapshot of a ring's fixed geometry and current state. */
+struct shmring_info {
+	uint64_t capacity;      /* data bytes */
+	uint64_t tail;          /* position of the next record to be published */
+	uint32_t max_message;   /* largest payload accepted, bytes:
+	                         * capacity / 2 - SHMRING_RECORD_HDR */
+	uint32_t max_consumers; /* cursor slots */
+	uint32_t consumers;     /* consumers attached now */
+	uint32_t policy;        /* enum shmring_policy */
+	int producer;           /* 1 if a producer is attached, else 0 */
+	int closed;             /* 1 if the last producer closed the ring */
+};
+
+/* Flags of shmring_consumer_open(). */
+enum {
+	/* Start at the next message published (the default). */
+	SHMRING_START_NEWEST = 0,
+	/* Start at the oldest message the ring still holds for certain: the
+	 * slowest attached consumer's position, or, with none, the oldest data
+	 * the producer has not yet been allowed to overwrite. */
+	SHMRING_START_OLDEST = 1,
+};
+
+/* ---- Library ---------------------------------------------------------- */
+
+/* Returns SHMRING_VERSION of the library that is running, to compare with
+ * the header a program was built against.  Never fails. */
+SHMRING_API int shmring_version(void);
+
+/*
+ * Returns a static, never NULL, English description of err, a value returned
+ * by any shmring_ function (negative errno; a positive value is treated the
+ * same).  Unknown codes give "unknown error".  [AS-safe]
+ */
+SHMRING_API const char *shmring_strerror(int err);
+
+/*
+ * Sets *deadline to now + timeout_ns on CLOCK_MONOTONIC, for the _wait
+ * functions.  Returns 0, or -EINVAL if deadline is NULL.  [AS-safe]
+ */
+SHMRING_API int shmring_deadline(struct timespec *deadline, uint64_t timeout_ns);
+
+/* ---- Ring lifecycle ---------------------------------------------------- */
+
+/*
+ * Creates a new ring under the POSIX shared-memory name `name` ("/x", one
+ * leading slash, no other slash, at most 255 bytes) and maps it.  The object
+ * is created with O_EXCL and its storage allocated in full now, so a full
+ * /dev/shm fails here rather than with SIGBUS later.
+ *
+ * Returns 0 and sets *ring, or:
+ *   -EINVAL  bad name, NULL argument, bad option (unknown policy or flags,
+ *            capacity or max_consumers over the limit, opts->size too small)
+ *   -EEXIST  a ring or other object of that name exists
+ *   -ENOSPC  not enough shared memory for the ring
+ *   -EACCES, -EMFILE, -ENFILE, -ENOMEM, -ENAMETOOLONG: from the system
+ * On failure nothing is left behind under `name`.
+ */
+SHMRING_API int shmring_create(const char *name, const struct shmring_opts *opts,
+			       struct shmring **ring);
+
+/*
+ * Creates an anonymous ring in a memfd (sealed against shrinking and
+ * growing).  Share it with fork() or by passing shmring_fd() over a Unix
+ * socket (SCM_RIGHTS) to shmring_open_fd().  `debug_name` labels the memfd in
+ * /proc (may be NULL).  Returns 0 and sets *ring, or -EINVAL, -ENOSPC,
+ * -EMFILE, -ENFILE, -ENOMEM as for shmring_create().
+ */
+SHMRING_API int shmring_create_anon(const char *debug_name,
+				    const struct shmring_opts *opts,
+				    struct shmring **ring);
+
+/*
+ * Opens and maps the existing ring `name`, after validating its header
+ * against the object's size and the layout's invariants.
+ *
+ * Returns 0 and sets *ring, or:
+ *   -EINVAL          bad name or NULL argument
+ *   -ENOENT          no such object
+ *   -EACCES          permission denied
+ *   -EAGAIN          the object exists but its creator has not finished
+ *                    initialising it (retry), or it was never initialised
+ *   -EPROTO          not a shmring ring, or its header is corrupt or
+ *                    inconsistent with the object's size
+ *   -EPROTONOSUPPORT the ring has another layout version
+ *   -ENOTSUP         the ring was made for another page size
+ *   -ENOMEM, -EMFILE, -ENFILE: from the system
+ */
+SHMRING_API int shmring_open(const char *name, struct shmring **ring);
+
+/*
+ * Like shmring_open() for a ring given as a file descriptor (inherited or
+ * received).  The fd is duplicated; the caller keeps and closes its own.
+ * A memfd ring must carry the shrink and grow seals (else -EPROTO).
+ * Returns 0 and sets *ring, -EBADF for a bad fd, or the errors of
+ * shmring_open().
+ */
+SHMRING_API int shmring_open_fd(int fd, struct shmring **ring);
+
+/*
+ * Returns the ring's file descriptor (owned by the handle: do not close it),
+ * to pass to another process.  Never fails for a valid handle; -EINVAL for
+ * NULL.
+ */
+SHMRING_API int shmring_fd(const struct shmring *ring);
+
+/*
+ * Fills *info with a snapshot of the ring.  Returns 0, or -EINVAL for a NULL
+ * argument.  Any side may call it, at any time.
+ */
+SHMRING_API int shmring_info(const struct shmring *ring, struct shmring_info *info);
+
+/*
+ * Unmaps the ring and frees the handle.  The ring itself lives on until it is
+ * unlinked and unmapped everywhere.  Returns 0, or -EBUSY (nothing done) while
+ * a producer or consumer opened on this handle is still open; -EINVAL for
+ * NULL.
+ */
+SHMRING_API int shmring_close(struct shmring *ring);
+
+/*
+ * Removes the name of a named ring; processes that have it open keep using
+ * it.  Returns 0, -EINVAL for a bad name, -ENOENT, -EACCES.
+ */
+SHMRING_API int shmring_unlink(const char *name);
+
+/* ---- Producer ---------------------------------------------------------- */
+
+/*
+ * Becomes the ring's producer.  Continues the sequence where the previous
+ * producer (if any) stopped and clears the ring's closed state.
+ * Returns 0 and sets *producer, or -EBUSY if another producer is attached,
+ * -EINVAL for NULL arguments, -ENOMEM, -EACCES if the ring's fd was not
+ * opened for writing.
+ */
+SHMRING_API int shmring_producer_open(struct shmring *ring,
+				      struct shmring_producer **producer);
+
+/*
+ * Stops producing without freeing anything, so a signal handler (say for
+ * SIGTERM) may call it: discards uncommitted reservations, marks the ring
+ * closed, gives up the producer role and wakes every sleeping consumer; they
+ * drain what was published, then get -EPIPE.  Later calls on this handle
+ * other than shmring_producer_close() return -EPIPE.  Returns 0 (also when
+ * already shut down), or -EINVAL for NULL.  [AS-safe]
+ */
+SHMRING_API int shmring_producer_shutdown(struct shmring_producer *producer);
+
+/*
+ * Shuts the producer down as shmring_producer_shutdown() does (if not done
+ * yet) and frees the handle.  Returns 0, or -EINVAL for NULL.
+ */
+SHMRING_API int shmring_producer_close(struct shmring_producer *producer);
+
+/*
+ * Reserves room for one record of `len` payload bytes and sets *data to
+ * where the payload goes (8-byte aligned, contiguous even across the wrap
+ * point).  Several reserves may precede one shmring_commit(), which
+ * publishes them all at once.  Does not wait.
+ *
+ * Returns 0, or:
+ *   -EAGAIN   the ring is full now (consumers are behind)
+ *   -EMSGSIZE len exceeds the ring's max_message
+ *   -ENOBUFS  this record and the uncommitted ones exceed the capacity:
+ *             commit first
+ *   -EPIPE    this producer was shut down
+ *   -EINVAL   NULL argument
+ * [AS-safe]
+ */
+SHMRING_API int shmring_reserve(struct shmring_producer *producer, size_t len,
+				void **data);
+
+/*
+ * Like shmring_reserve() but waits until there is room or `deadline` passes
+ * (-ETIMEDOUT).  Spins briefly, then sleeps on a futex.
+ */
+SHMRING_API int shmring_reserve_wait(struct shmring_producer *producer, size_t len,
+				     void **data, const struct timespec *deadline);
+
+/*
+ * Publishes every record reserved since the last commit, with one store, and
+ * wakes sleeping consumers (one system call, made only if some consumer
+ * sleeps).  Returns the number of records published (0 if none), or -EINVAL
+ * for NULL.  [AS-safe]
+ */
+SHMRING_API int shmring_commit(struct shmring_producer *producer);
+
+/*
+ * Discards every record reserved since the last commit; consumers never see
+ * them.  Returns the number discarded, or -EINVAL for NULL.  [AS-safe]
+ */
+SHMRING_API int shmring_abort(struct shmring_producer *producer);
+
+/*
+ * Copies one message into the ring and publishes it (together with any
+ * records reserved before).  Does not wait.  Returns 0 or the errors of
+ * shmring_reserve().  [AS-safe]
+ */
+SHMRING_API int shmring_send(struct shmring_producer *producer, const void *msg,
+			     size_t len);
+
+/* Like shmring_send() but waits for room until `deadline` (-ETIMEDOUT). */
+SHMRING_API int shmring_send_wait(struct shmring_producer *producer, const void *msg,
+				  size_t len, const struct timespec *deadline);
+
+/* ---- Consumer ---------------------------------------------------------- */
+
+/*
+ * Attaches a broadcast consumer: it will see every message published from
+ * its start position on (flags: SHMRING_START_NEWEST or SHMRING_START_OLDEST),
+ * and in policy BLOCK the producer waits for it.
+ * Returns 0 and sets *consumer, or -EINVAL (NULL argument, unknown flags),
+ * -EUSERS (every cursor slot is taken), -ENOMEM.
+ */
+SHMRING_API int shmring_consumer_open(struct shmring *ring, unsigned flags,
+				      struct shmring_consumer **consumer);
+
+/*
+ * Detaches: frees the cursor slot (the producer no longer waits for it) and
+ * the handle.  Returns 0, or -EINVAL for NULL.
+ */
+SHMRING_API int shmring_consumer_close(struct shmring_consumer *consumer);
+
+/*
+ * Zero-copy read: sets *data and *len to the next message not yet peeked.
+ * The bytes stay valid and unchanged until shmring_release().  Several peeks
+ * may precede one release.  Does not wait.
+ *
+ * Returns 0, or:
+ *   -EAGAIN  nothing new yet
+ *   -EPIPE   the producer closed the ring and everything was read
+ *   -EPROTO  the ring holds a record that cannot be valid (corruption)
+ *   -EINVAL  NULL argument
+ * [AS-safe]
+ */
+SHMRING_API int shmring_peek(struct shmring_consumer *consumer, const void **data,
+			     size_t *len);
+
+/* Like shmring_peek() but waits for a message until `deadline`
+ * (-ETIMEDOUT). */
+SHMRING_API int shmring_peek_wait(struct shmring_consumer *consumer,
+				  const void **data, size_t *len,
+				  const struct timespec *deadline);
+
+/*
+ * Gives back every message peeked so far, so the producer may reuse their
+ * room; pointers from shmring_peek() are then invalid.  Wakes the producer if
+ * it sleeps for room.  Returns the number of messages released (0 if none),
+ * or -EINVAL for NULL.  [AS-safe]
+ */
+SHMRING_API int shmring_release(struct shmring_consumer *consumer);
+
+/*
+ * Copying read: copies the next message into buf (buflen bytes), sets *len
+ * to its length and releases it (and any messages peeked before).  Does not
+ * wait.
+ *
+ * Returns 0, or:
+ *   -EMSGSIZE buf is too small; *len is set to the size needed and the
+ *             message stays unread
+ *   -EAGAIN, -EPIPE, -EPROTO, -EINVAL: as for shmring_peek()
+ * [AS-safe]
+ */
+SHMRING_API int shmring_recv(struct shmring_consumer *consumer, void *buf,
+			     size_t buflen, size_t *len);
+
+/* Like shmring_recv() but waits for a message until `deadline`
+ * (-ETIMEDOUT). */
+SHMRING_API int shmring_recv_wait(struct shmring_consumer *consumer, void *buf,
+				  size_t buflen, size_t *len,
+				  const struct timespec *deadline);
+
+/*
+ * Sets how long a waiting call spins before it sleeps, in nanoseconds, for
+ * endpoints of this handle (default 20000; 0 sleeps at once).  Spinning costs
+ * a core; sleeping costs a futex wake-up of tens of microseconds.
+ * Returns 0, or -EINVAL for NULL.
+ */
+SHMRING_API int shmring_set_spin(struct shmring *ring, uint64_t spin_ns);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMRING_H */

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The only place the library touches C11 atomics.  Each wrapper names the
+ * ordering it gives; each call site says which operation it pairs with.
+ */
+#ifndef SHMRING_ATOMICS_H
+#define SHMRING_ATOMICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Signal safety and 32/64-bit sharing need real lock-free 64-bit atomics. */
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
+
+typedef _Atomic uint64_t a64;
+typedef _Atomic uint32_t a32;
+
+#define load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+/* Full fence: orders an earlier store before a later load (Dekker). */
+#define fence_full() atomic_thread_fence(memory_order_seq_cst)
+/* Keeps the compiler from moving accesses across a point a signal handler
+ * may observe. */
+#define signal_fence() atomic_signal_fence(memory_order_seq_cst)
+
+static inline int cas32(a32 *p, uint32_t *expect, uint32_t v)
+{
+	return atomic_compare_exchange_strong_explicit(p, expect, v, memory_order_acq_rel,
+						       memory_order_acquire);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+#endif

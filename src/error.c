@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* shmring_strerror(): one sentence for every code the library returns. */
+#include <errno.h>
+
+#include "shmring.h"
+
+SHMRING_API const char *shmring_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0: return "success";
+	case EINVAL: return "invalid argument (NULL pointer, bad name, bad option or flags)";
+	case EEXIST: return "a shared-memory object of that name already exists";
+	case ENOENT: return "no ring of that name";
+	case EACCES: return "permission denied (object mode, or ring opened read-only)";
+	case ENOSPC: return "not enough shared memory to allocate the ring";
+	case ENOMEM: return "out of memory or address space";
+	case EMFILE: return "too many open files in this process";
+	case ENFILE: return "too many open files in the system";
+	case ENAMETOOLONG: return "ring name too long";
+	case EBADF: return "bad file descriptor";
+	case EAGAIN: return "not now: ring full, nothing to read, or ring still being created";
+	case EPROTO: return "not a shmring ring, or its shared state is corrupt";
+	case EPROTONOSUPPORT: return "the ring has another layout version";
+	case ENOTSUP: return "the ring was made for another page size";
+	case EBUSY: return "busy: a producer is already attached, or endpoints are still open";
+	case EMSGSIZE: return "message larger than the ring's maximum, or buffer too small";
+	case ENOBUFS: return "uncommitted reservations fill the ring: commit first";
+	case EPIPE: return "the producer closed the ring and everything was read";
+	case ETIMEDOUT: return "the deadline passed";
+	case EUSERS: return "every cursor slot of the ring is taken";
+	case EINTR: return "interrupted by a signal";
+	default: return "unknown error";
+	}
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared-memory layout.  Only fixed-width types, no pointers: each process
+ * maps the ring at its own address and adds offsets to its own base.  Every
+ * offset and size is asserted so a layout change fails to compile, and so a
+ * 32-bit and a 64-bit process agree.
+ *
+ *   [0, page)                      header, immutable after creation
+ *   [page, 2 page)                 producer control: written by the producer
+ *                                  only; consumers map it read-only
+ *   [ctab_off, data_off)           consumer area: one shared line, then one
+ *                                  128-byte slot per cursor; consumers write here
+ *   [data_off, data_off + cap)     data, mapped twice back to back; consumers
+ *                                  map it read-only
+ */
+#ifndef SHMRING_LAYOUT_H
+#define SHMRING_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomics.h"
+
+#define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
+#define SHMRING_LAYOUT_VERSION 1u
+#define SLOT_SIZE 128u
+#define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
+
+struct shm_header {
+	a64 magic;             /* stored last, with release, by the creator */
+	uint32_t version;      /* SHMRING_LAYOUT_VERSION */
+	uint32_t header_size;  /* sizeof(struct shm_header) */
+	uint64_t total_size;   /* bytes of the object: data_off + capacity */
+	uint64_t capacity;     /* data bytes, power of two, page multiple */
+	uint64_t prod_off;     /* producer control page */
+	uint64_t ctab_off;     /* consumer area */
+	uint64_t data_off;     /* data area */
+	uint32_t page_size;    /* the creator's page size */
+	uint32_t nslots;       /* cursor slots */
+	uint32_t slot_size;    /* SLOT_SIZE */
+	uint32_t policy;       /* enum shmring_policy */
+	uint32_t max_message;  /* capacity / 2 - record header */
+	uint32_t flags;        /* 0 */
+	uint64_t create_time;  /* CLOCK_REALTIME nanoseconds at creation */
+};
+_Static_assert(offsetof(struct shm_header, magic) == 0, "layout");
+_Static_assert(offsetof(struct shm_header, version) == 8, "layout");
+_Static_assert(offsetof(struct shm_header, header_size) == 12, "layout");
+_Static_assert(offsetof(struct shm_header, total_size) == 16, "layout");
+_Static_assert(offsetof(struct shm_header, capacity) == 24, "layout");
+_Static_assert(offsetof(struct shm_header, prod_off) == 32, "layout");
+_Static_assert(offsetof(struct shm_header, ctab_off) == 40, "layout");
+_Static_assert(offsetof(struct shm_header, data_off) == 48, "layout");
+_Static_assert(offsetof(struct shm_header, page_size) == 56, "layout");
+_Static_assert(offsetof(struct shm_header, nslots) == 60, "layout");
+_Static_assert(offsetof(struct shm_header, slot_size) == 64, "layout");
+_Static_assert(offsetof(struct shm_header, policy) == 68, "layout");
+_Static_assert(offsetof(struct shm_header, max_message) == 72, "layout");
+_Static_assert(offsetof(struct shm_header, flags) == 76, "layout");
+_Static_assert(offsetof(struct shm_header, create_time) == 80, "layout");
+_Static_assert(sizeof(struct shm_header) == 88, "layout");
+
+/* Producer control.  Only the producer writes here. */
+struct shm_prod {
+	/* line 0: the hot published position, alone */
+	a64 tail;              /* end of the last published record */
+	uint8_t pad0[LINE - 8];
+	/* line 1: slow-path state */
+	a64 reclaim;           /* the producer may overwrite data below this */
+	a32 wake_seq;          /* futex consumers sleep on; bumped to wake them */
+	a32 closed;            /* 1 once a producer shut down; 0 while one runs */
+	a32 owner;             /* 0, or the producer's pid while one is attached */
+	uint32_t pad1;
+	a64 owner_start;       /* reserved for liveness: owner's start time */
+	a64 head;              /* reserved: oldest intact record (overwrite) */
+	uint8_t pad2[LINE - 40];
+};
+_Static_assert(offsetof(struct shm_prod, tail) == 0, "layout");
+_Static_assert(offsetof(struct shm_prod, reclaim) == 128, "layout");
+_Static_assert(offsetof(struct shm_prod, wake_seq) == 136, "layout");
+_Static_assert(offsetof(struct shm_prod, closed) == 140, "layout");
+_Static_assert(offsetof(struct shm_prod, owner) == 144, "layout");
+_Static_assert(offsetof(struct shm_prod, owner_start) == 152, "layout");
+_Static_assert(offsetof(struct shm_prod, head) == 160, "layout");
+_Static_assert(sizeof(struct shm_prod) == 256, "layout");
+
+/* The consumers' shared line, first in the consumer area. */
+struct shm_cshared {
+	a32 sleepers;          /* consumers inside the futex-sleep protocol */
+	a32 prod_waiting;      /* 1 while the producer sleeps for room */
+	a32 prod_wake_seq;     /* futex the producer sleeps on */
+	a32 hiwater;           /* 1 + highest slot index ever claimed */
+	uint8_t pad[LINE - 16];
+};
+_Static_assert(offsetof(struct shm_cshared, sleepers) == 0, "layout");
+_Static_assert(offsetof(struct shm_cshared, prod_waiting) == 4, "layout");
+_Static_assert(offsetof(struct shm_cshared, prod_wake_seq) == 8, "layout");
+_Static_assert(offsetof(struct shm_cshared, hiwater) == 12, "layout");
+_Static_assert(sizeof(struct shm_cshared) == LINE, "layout");
+
+enum { SLOT_FREE = 0, SLOT_CLAIMED = 1, SLOT_ACTIVE = 2 };
+enum { KIND_BROADCAST = 1 };
+
+/* One cursor.  Written by its consumer, read by the producer. */
+struct shm_slot {
+	a64 pos;               /* everything below was released */
+	a32 state;             /* SLOT_* */
+	a32 kind;              /* KIND_* */
+	a32 owner;             /* consumer's pid */
+	uint32_t pad0;
+	a64 owner_start;       /* reserved for liveness */
+	a32 futex;             /* reserved: per-cursor wake-ups */
+	a32 notify;            /* reserved: notification settings */
+	uint8_t pad1[SLOT_SIZE - 40];
+};
+_Static_assert(offsetof(struct shm_slot, pos) == 0, "layout");
+_Static_assert(offsetof(struct shm_slot, state) == 8, "layout");
+_Static_assert(offsetof(struct shm_slot, kind) == 12, "layout");
+_Static_assert(offsetof(struct shm_slot, owner) == 16, "layout");
+_Static_assert(offsetof(struct shm_slot, owner_start) == 24, "layout");
+_Static_assert(offsetof(struct shm_slot, futex) == 32, "layout");
+_Static_assert(offsetof(struct shm_slot, notify) == 36, "layout");
+_Static_assert(sizeof(struct shm_slot) == SLOT_SIZE, "layout");
+
+/* A record: this header, then len payload bytes, padded to 8. */
+struct shm_rec {
+	uint32_t len;
+	uint32_t flags;        /* 0; reserved */
+};
+_Static_assert(sizeof(struct shm_rec) == 8, "layout");
+
+/* The one layout function: creator and opener must agree on every offset. */
+struct shm_geom {
+	uint64_t capacity, prod_off, ctab_off, data_off, total_size;
+	uint32_t page_size, nslots, max_message;
+};
+
+static inline uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static inline void shm_geometry(struct shm_geom *g, uint64_t capacity, uint32_t nslots,
+				uint32_t page)
+{
+	g->capacity = capacity;
+	g->page_size = page;
+	g->nslots = nslots;
+	g->prod_off = page;
+	g->ctab_off = 2 * (uint64_t)page;
+	g->data_off = g->ctab_off + align_up(LINE + (uint64_t)nslots * SLOT_SIZE, page);
+	g->total_size = g->data_off + capacity;
+	g->max_message = (uint32_t)(capacity / 2 - sizeof(struct shm_rec));
+}
+
+#endif

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The producer: reserve, commit, abort, send.  The hot path touches only the
+ * producer's private state, the data area and one store of tail per commit;
+ * the cursor table is scanned only when the cached minimum says "full".
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The lowest live cursor, or the committed tail when none is attached.  A
+ * cursor outside [limit, tail] is clamped: one below the limit is a consumer
+ * still finishing its attach (it moves up to the published reclaim), one
+ * past the tail is corrupt and only loses its own data. */
+static uint64_t scan_min(struct shmring_producer *p)
+{
+	uint64_t m = p->tail;
+	uint32_t hw = load_acquire(&p->cs->hiwater);
+	if (hw > p->nslots)
+		hw = p->nslots;
+	for (uint32_t i = 0; i < hw; i++) {
+		struct shm_slot *s = &p->slots[i];
+		/* Pairs with store_release(state, ACTIVE) in consumer_attach(). */
+		if (load_acquire(&s->state) != SLOT_ACTIVE)
+			continue;
+		/* Pairs with the consumer's store_release(pos) in
+		 * shmring_release(): its reads of the data happen before we
+		 * overwrite it. */
+		uint64_t c = load_acquire(&s->pos);
+		if (c - p->limit > p->tail - p->limit)
+			c = c < p->limit ? p->limit : p->tail;
+		if (c < m)
+			m = c;
+	}
+	return m;
+}
+
+/*
+ * Recomputes the cached minimum.  The minimum is published as `reclaim`
+ * before a second scan, so that a consumer attaching concurrently either
+ * shows up in that scan or sees the new reclaim and moves up to it (see
+ * consumer_attach()).  Returns 1 if the limit moved.
+ */
+int refresh_limit(struct shmring_producer *p)
+{
+	uint64_t old = p->limit, m = scan_min(p);
+	store_relaxed(&p->prod->reclaim, m);
+	fence_full(); /* pairs with the fence in consumer_attach() */
+	uint64_t m2 = scan_min(p);
+	p->limit = m2 < m ? m2 : m;
+	return p->limit != old;
+}
+
+/* Back to read-only producer pages once this handle has no producer. */
+static void protect_ro(struct shmring *r)
+{
+	if (!r->prod_rw)
+		return;
+	int saved = errno;
+	mprotect(r->base + r->g.prod_off, r->g.ctab_off - r->g.prod_off, PROT_READ);
+	mprotect(r->data, 2 * r->g.capacity, PROT_READ);
+	errno = saved;
+	r->prod_rw = 0;
+}
+
+SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer **out)
+{
+	if (!r || !out)
+		return -EINVAL;
+	if (!r->writable)
+		return -EACCES;
+	struct shmring_producer *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	int made_rw = 0;
+	if (!r->prod_rw) {
+		const struct shm_geom *g = &r->g;
+		int saved = errno;
+		if (mprotect(r->base + g->prod_off, g->ctab_off - g->prod_off,
+			     PROT_READ | PROT_WRITE) < 0 ||
+		    mprotect(r->data, 2 * g->capacity, PROT_READ | PROT_WRITE) < 0) {
+			errno = saved;
+			free(p);
+			return -EACCES;
+		}
+		errno = saved;
+		r->prod_rw = made_rw = 1;
+	}
+	uint32_t expect = 0, me = (uint32_t)getpid();
+	if (!cas32(&r->prod->owner, &expect, me)) {
+		if (made_rw)
+			protect_ro(r);
+		free(p);
+		return -EBUSY;
+	}
+	p->r = r;
+	p->prod = r->prod;
+	p->cs = r->cs;
+	p->slots = r->slots;
+	p->data = r->data;
+	p->cap = r->g.capacity;
+	p->mask = r->g.capacity - 1;
+	p->nslots = r->g.nslots;
+	p->max_message = r->g.max_message;
+	/* Continue where the previous producer stopped. */
+	p->tail = p->rtail = load_acquire(&r->prod->tail);
+	p->limit = load_relaxed(&r->prod->reclaim);
+	if (p->limit > p->tail || p->tail - p->limit > p->cap)
+		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
+	refresh_limit(p);
+	store_release(&r->prod->closed, 0);
+	r->endpoints++;
+	*out = p;
+	return 0;
+}
+
+SHMRING_API int shmring_producer_shutdown(struct shmring_producer *p)
+{
+	if (!p)
+		return -EINVAL;
+	if (p->shut)
+		return 0;
+	p->shut = 1;
+	p->rtail = p->tail;
+	p->nres = 0;
+	signal_fence();
+	/* Pairs with the consumers' load_acquire(closed) in shmring_peek(). */
+	store_release(&p->prod->closed, 1);
+	store_release(&p->prod->owner, 0);
+	wake_consumers(p->prod, p->cs);
+	return 0;
+}
+
+SHMRING_API int shmring_producer_close(struct shmring_producer *p)
+{
+	if (!p)
+		return -EINVAL;
+	shmring_producer_shutdown(p);
+	struct shmring *r = p->r;
+	protect_ro(r);
+	r->endpoints--;
+	free(p);
+	return 0;
+}
+
+static inline int reserve(struct shmring_producer *p, size_t len, void **data)
+{
+	if (p->shut)
+		return -EPIPE;
+	if (len > p->max_message)
+		return -EMSGSIZE;
+	uint64_t end = p->rtail + SHMRING_RECORD_SIZE(len);
+	if (end - p->limit > p->cap) {
+		/* Room can only come from consumers catching up to the tail. */
+		if (end - p->tail > p->cap)
+			return -ENOBUFS;
+		refresh_limit(p);
+		if (end - p->limit > p->cap)
+			return -EAGAIN;
+	}
+	struct shm_rec *rec = (struct shm_rec *)(p->data + (p->rtail & p->mask));
+	rec->len = (uint32_t)len;
+	rec->flags = 0;
+	*data = rec + 1;
+	p->rtail = end;
+	p->nres++;
+	return 0;
+}
+
+SHMRING_API int shmring_reserve(struct shmring_producer *p, size_t len, void **data)
+{
+	if (!p || !data)
+		return -EINVAL;
+	return reserve(p, len, data);
+}
+
+SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, void **data,
+				     const struct timespec *deadline)
+{
+	if (!p || !data)
+		return -EINVAL;
+	for (;;) {
+		int rc = reserve(p, len, data);
+		if (rc != -EAGAIN)
+			return rc;
+		rc = wait_for_room(p, p->rtail + SHMRING_RECORD_SIZE(len), deadline);
+		if (rc)
+			return rc;
+	}
+}
+
+static inline int commit(struct shmring_producer *p)
+{
+	uint32_t n = p->nres;
+	if (n == 0)
+		return 0;
+	p->nres = 0;
+	p->tail = p->rtail;
+	/* Publishes the records: pairs with the consumers' load_acquire(tail)
+	 * in shmring_peek(). */
+	store_release(&p->prod->tail, p->tail);
+	wake_consumers(p->prod, p->cs);
+	return (int)n;
+}
+
+SHMRING_API int shmring_commit(struct shmring_producer *p)
+{
+	if (!p)
+		return -EINVAL;
+	return commit(p);
+}
+
+SHMRING_API int shmring_abort(struct shmring_producer *p)
+{
+	if (!p)
+		return -EINVAL;
+	int n = (int)p->nres;
+	p->nres = 0;
+	p->rtail = p->tail;
+	return n;
+}
+
+SHMRING_API int shmring_send(struct shmring_producer *p, const void *msg, size_t len)
+{
+	void *d;
+	if (!p || (!msg && len))
+		return -EINVAL;
+	int rc = reserve(p, len, &d);
+	if (rc)
+		return rc;
+	if (len)
+		memcpy(d, msg, len);
+	commit(p);
+	return 0;
+}
+
+SHMRING_API int shmring_send_wait(struct shmring_producer *p, const void *msg, size_t len,
+				  const struct timespec *deadline)
+{
+	void *d;
+	if (!p || (!msg && len))
+		return -EINVAL;
+	int rc = shmring_reserve_wait(p, len, &d, deadline);
+	if (rc)
+		return rc;
+	if (len)
+		memcpy(d, msg, len);
+	commit(p);
+	return 0;
+}

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting and waking: bounded spin, then futex sleep.  Slow path only.
+ *
+ * Both sleeps follow one protocol (Dekker):
+ *   sleeper: v = load(futex word); announce (count or flag); full fence;
+ *            re-check the condition; FUTEX_WAIT(word, v)
+ *   waker:   store the new state; full fence; if announced: bump the word,
+ *            FUTEX_WAKE
+ * Either the waker sees the announcement, or the sleeper's re-check sees the
+ * new state.  Reading v before announcing means a bump made by a waker that
+ * saw the announcement always makes FUTEX_WAIT return at once.
+ * The futex words are shared between processes: never FUTEX_PRIVATE_FLAG.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	if (ts->tv_sec < 0)
+		return 0;
+	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+}
+
+int deadline_passed(const struct timespec *deadline)
+{
+	return deadline && now_ns() >= ts_ns(deadline);
+}
+
+SHMRING_API int shmring_deadline(struct timespec *deadline, uint64_t timeout_ns)
+{
+	if (!deadline)
+		return -EINVAL;
+	uint64_t t = now_ns();
+	t = timeout_ns > UINT64_MAX - t ? UINT64_MAX / 2 : t + timeout_ns;
+	deadline->tv_sec = (time_t)(t / 1000000000u);
+	deadline->tv_nsec = (long)(t % 1000000000u);
+	return 0;
+}
+
+/* Sleeps while *word == val, until woken or the absolute CLOCK_MONOTONIC
+ * deadline.  Returns 0 (woken, value changed, or interrupted: the caller
+ * re-checks) or -ETIMEDOUT.  Preserves errno. */
+int futex_wait_until(a32 *word, uint32_t val, const struct timespec *deadline)
+{
+	int saved = errno;
+	long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, val, deadline, NULL,
+			  FUTEX_BITSET_MATCH_ANY);
+	int e = errno;
+	errno = saved;
+	if (rc < 0 && e == ETIMEDOUT)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+void futex_wake(a32 *word, int n)
+{
+	int saved = errno;
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+	errno = saved;
+}
+
+/* Producer side, after publishing or closing. */
+void wake_consumers(struct shm_prod *prod, struct shm_cshared *cs)
+{
+	/* The caller stored tail or closed before this fence; pairs with the
+	 * fence in wait_for_data() after a sleeper announces itself. */
+	fence_full();
+	if (load_relaxed(&cs->sleepers) == 0)
+		return;
+	atomic_fetch_add_explicit(&prod->wake_seq, 1, memory_order_release);
+	futex_wake(&prod->wake_seq, INT_MAX);
+}
+
+/* Consumer side, after releasing room or detaching. */
+void wake_producer(struct shm_cshared *cs)
+{
+	/* The caller stored its cursor before this fence; pairs with the fence
+	 * in wait_for_room() after the producer announces itself. */
+	fence_full();
+	if (load_relaxed(&cs->prod_waiting) == 0)
+		return;
+	/* One waker per sleep: the producer re-announces before sleeping again. */
+	if (atomic_exchange_explicit(&cs->prod_waiting, 0, memory_order_acq_rel) == 0)
+		return;
+	atomic_fetch_add_explicit(&cs->prod_wake_seq, 1, memory_order_release);
+	futex_wake(&cs->prod_wake_seq, 1);
+}
+
+static int has_data(const struct shmring_consumer *c)
+{
+	/* Pairs with the producer's store_release(tail) in shmring_commit() and
+	 * store_release(closed) in shmring_producer_shutdown(). */
+	return load_acquire(&c->prod->tail) != c->rpos || load_acquire(&c->prod->closed);
+}
+
+/* Returns 0 when there may be data (or the ring is closed), -ETIMEDOUT. */
+int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
+{
+	uint64_t start = now_ns(), spin = c->r->spin_ns;
+
+	for (unsigned i = 1;; i++) {
+		if (has_data(c))
+			return 0;
+		cpu_relax();
+		if ((i & 63) == 0) {
+			uint64_t t = now_ns();
+			if (deadline && t >= ts_ns(deadline))
+				return -ETIMEDOUT;
+			if (t - start >= spin)
+				break;
+		}
+	}
+	for (;;) {
+		uint32_t v = load_acquire(&c->prod->wake_seq);
+		atomic_fetch_add_explicit(&c->cs->sleepers, 1, memory_order_relaxed);
+		fence_full(); /* pairs with the fence in wake_consumers() */
+		int ready = has_data(c);
+		int rc = ready ? 0 : futex_wait_until(&c->prod->wake_seq, v, deadline);
+		atomic_fetch_sub_explicit(&c->cs->sleepers, 1, memory_order_relaxed);
+		if (ready || has_data(c))
+			return 0;
+		if (rc == -ETIMEDOUT || deadline_passed(deadline))
+			return -ETIMEDOUT;
+	}
+}
+
+/* Room for a record ending at `end` once no cursor is below end - capacity. */
+static int has_room(struct shmring_producer *p, uint64_t end)
+{
+	return end - p->limit <= p->cap;
+}
+
+int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespec *deadline)
+{
+	uint64_t start = now_ns(), spin = p->r->spin_ns;
+
+	for (unsigned i = 1;; i++) {
+		cpu_relax();
+		if ((i & 63) == 0) {
+			refresh_limit(p);
+			if (has_room(p, end))
+				return 0;
+			uint64_t t = now_ns();
+			if (deadline && t >= ts_ns(deadline))
+				return -ETIMEDOUT;
+			if (t - start >= spin)
+				break;
+		}
+	}
+	for (;;) {
+		uint32_t v = load_acquire(&p->cs->prod_wake_seq);
+		store_relaxed(&p->cs->prod_waiting, 1);
+		fence_full(); /* pairs with the fence in wake_producer() */
+		refresh_limit(p);
+		int rc = has_room(p, end) ? 0 : futex_wait_until(&p->cs->prod_wake_seq, v, deadline);
+		store_relaxed(&p->cs->prod_waiting, 0);
+		refresh_limit(p);
+		if (has_room(p, end))
+			return 0;
+		if (rc == -ETIMEDOUT || deadline_passed(deadline))
+			return -ETIMEDOUT;
+	}
+}

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the test programs. */
+#ifndef SHMRING_TEST_COMMON_H
+#define SHMRING_TEST_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shmring.h"
+
+/* Writes a unique ring name "/shmring-test-<pid>-<n>" into buf and
+ * remembers it; every remembered name is unlinked when the process exits,
+ * so a failing test leaves nothing in /dev/shm. */
+const char *test_ring_name(char *buf, size_t n);
+
+/* Options with the given capacity (0 = default) and cursor slots. */
+struct shmring_opts test_opts(uint64_t capacity, uint32_t max_consumers);
+
+/* Self-checking messages.  A message of sequence number seq has a length
+ * chosen by (seed, seq) in [0, max_len]; its bytes are: seq (8 bytes),
+ * checksum of the rest (8 bytes), then pseudo-random bytes from seq,
+ * truncated to the length.  msg_check() returns 0 if p/len is exactly
+ * message seq, else a MSG_BAD_* code. */
+enum { MSG_OK = 0, MSG_BAD_LEN, MSG_BAD_SEQ, MSG_BAD_SUM };
+size_t msg_len(uint64_t seed, uint64_t seq, size_t max_len);
+void msg_fill(void *p, size_t len, uint64_t seq);
+int msg_check(const void *p, size_t len, uint64_t seed, uint64_t seq, size_t max_len);
+const char *msg_strerror(int code);
+
+/* Waits for a child; returns its exit status, or 128 + signal. */
+int test_wait(pid_t pid);
+
+/* Monotonic nanoseconds. */
+uint64_t test_now_ns(void);
+
+/* Integer from the environment, or def. */
+uint64_t test_env(const char *name, uint64_t def);
+
+#endif
