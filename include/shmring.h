@@ -14,7 +14,8 @@
  *   as a way of reporting; functions that make system calls preserve errno.
  *   shmring_strerror() explains every code.
  * - Deadlines are absolute CLOCK_MONOTONIC times; NULL means wait forever.
- *   shmring_deadline() makes one from a relative timeout.  A blocking call
+ *   shmring_deadline() makes one from a relative timeout.  A deadline whose
+ *   tv_nsec is outside [0, 999999999] gives -EINVAL.  A blocking call
  *   that is interrupted by a signal handler retries inside and keeps its
  *   deadline.
  * - Positions are byte counts since the ring was created; they never wrap.
@@ -38,13 +39,15 @@
  *
  *   Async-signal-safe (only lock-free atomics and the futex system call, errno
  *   preserved), marked [AS-safe] below: shmring_reserve, shmring_commit,
- *   shmring_abort, shmring_send, shmring_producer_close, shmring_peek,
+ *   shmring_abort, shmring_send, shmring_producer_shutdown, shmring_peek,
  *   shmring_release, shmring_recv, shmring_strerror, shmring_deadline.
  *   A handler must not interrupt a call on the same handle and then call into
  *   that handle.
  *
  * Fork: a child inherits the ring handle and may open its own endpoints on
- * it.  An endpoint handle must then be used by only one of the two processes.
+ * it.  An inherited endpoint handle must then be used by only one of the two
+ * processes.  Endpoints are counted per process for shmring_close(): a child
+ * may close an inherited ring handle without closing the parent's endpoints.
  */
 #ifndef SHMRING_H
 #define SHMRING_H
@@ -130,8 +133,9 @@ enum {
 	/* Start at the next message published (the default). */
 	SHMRING_START_NEWEST = 0,
 	/* Start at the oldest message the ring still holds for certain: the
-	 * slowest attached consumer's position, or, with none, the oldest data
-	 * the producer has not yet been allowed to overwrite. */
+	 * oldest message the producer has not yet been allowed to overwrite.
+	 * That is at or before the slowest attached consumer's position, and
+	 * is message 0 until the ring first fills. */
 	SHMRING_START_OLDEST = 1,
 };
 
@@ -190,6 +194,7 @@ SHMRING_API int shmring_create_anon(const char *debug_name,
  *
  * Returns 0 and sets *ring, or:
  *   -EINVAL          bad name or NULL argument
+ *   -ENAMETOOLONG    name longer than 255 bytes
  *   -ENOENT          no such object
  *   -EACCES          permission denied
  *   -EAGAIN          the object exists but its creator has not finished
@@ -206,7 +211,9 @@ SHMRING_API int shmring_open(const char *name, struct shmring **ring);
  * Like shmring_open() for a ring given as a file descriptor (inherited or
  * received).  The fd is duplicated; the caller keeps and closes its own.
  * A memfd ring must carry the shrink and grow seals (else -EPROTO).
- * Returns 0 and sets *ring, -EBADF for a bad fd, or the errors of
+ * A ring opened from a read-only fd can be read by nobody but allows
+ * shmring_info(); producer and consumer opens on it give -EACCES.
+ * Returns 0 and sets *ring, -EBADF for a bad or O_PATH fd, or the errors of
  * shmring_open().
  */
 SHMRING_API int shmring_open_fd(int fd, struct shmring **ring);
@@ -227,14 +234,14 @@ SHMRING_API int shmring_info(const struct shmring *ring, struct shmring_info *in
 /*
  * Unmaps the ring and frees the handle.  The ring itself lives on until it is
  * unlinked and unmapped everywhere.  Returns 0, or -EBUSY (nothing done) while
- * a producer or consumer opened on this handle is still open; -EINVAL for
- * NULL.
+ * a producer or consumer opened on this handle by this process is still
+ * open; -EINVAL for NULL.
  */
 SHMRING_API int shmring_close(struct shmring *ring);
 
 /*
  * Removes the name of a named ring; processes that have it open keep using
- * it.  Returns 0, -EINVAL for a bad name, -ENOENT, -EACCES.
+ * it.  Returns 0, -EINVAL for a bad name, -ENAMETOOLONG, -ENOENT, -EACCES.
  */
 SHMRING_API int shmring_unlink(const char *name);
 
@@ -294,14 +301,15 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *producer, size_t l
 /*
  * Publishes every record reserved since the last commit, with one store, and
  * wakes sleeping consumers (one system call, made only if some consumer
- * sleeps).  Returns the number of records published (0 if none), or -EINVAL
- * for NULL.  [AS-safe]
+ * sleeps).  Returns the number of records published (0 if none), -EPIPE
+ * after shmring_producer_shutdown(), or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_commit(struct shmring_producer *producer);
 
 /*
  * Discards every record reserved since the last commit; consumers never see
- * them.  Returns the number discarded, or -EINVAL for NULL.  [AS-safe]
+ * them.  Returns the number discarded, -EPIPE after
+ * shmring_producer_shutdown(), or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_abort(struct shmring_producer *producer);
 
@@ -324,7 +332,8 @@ SHMRING_API int shmring_send_wait(struct shmring_producer *producer, const void 
  * its start position on (flags: SHMRING_START_NEWEST or SHMRING_START_OLDEST),
  * and in policy BLOCK the producer waits for it.
  * Returns 0 and sets *consumer, or -EINVAL (NULL argument, unknown flags),
- * -EUSERS (every cursor slot is taken), -ENOMEM.
+ * -EUSERS (every cursor slot is taken), -EACCES (ring opened from a
+ * read-only fd), -ENOMEM.
  */
 SHMRING_API int shmring_consumer_open(struct shmring *ring, unsigned flags,
 				      struct shmring_consumer **consumer);
@@ -350,8 +359,13 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *consumer);
 SHMRING_API int shmring_peek(struct shmring_consumer *consumer, const void **data,
 			     size_t *len);
 
-/* Like shmring_peek() but waits for a message until `deadline`
- * (-ETIMEDOUT). */
+/*
+ * Like shmring_peek() but waits for a message until `deadline`
+ * (-ETIMEDOUT).  Messages peeked and not yet released keep their room while
+ * this waits: in policy BLOCK a producer that needs that room waits too, and
+ * with no deadline both wait forever.  Call shmring_release() before waiting
+ * unless the ring has room for what the producer will send meanwhile.
+ */
 SHMRING_API int shmring_peek_wait(struct shmring_consumer *consumer,
 				  const void **data, size_t *len,
 				  const struct timespec *deadline);
@@ -387,8 +401,9 @@ SHMRING_API int shmring_recv_wait(struct shmring_consumer *consumer, void *buf,
 /*
  * Sets how long a waiting call spins before it sleeps, in nanoseconds, for
  * endpoints of this handle (default 20000; 0 sleeps at once).  Spinning costs
- * a core; sleeping costs a futex wake-up of tens of microseconds.
- * Returns 0, or -EINVAL for NULL.
+ * a core; sleeping costs a futex wake-up of tens of microseconds.  May be
+ * called at any time, also while another thread waits (it then applies to
+ * the next wait).  Returns 0, or -EINVAL for NULL.
  */
 SHMRING_API int shmring_set_spin(struct shmring *ring, uint64_t spin_ns);
 

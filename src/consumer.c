@@ -65,7 +65,11 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 {
 	if (!r || !out || (flags & ~(unsigned)SHMRING_START_OLDEST))
 		return -EINVAL;
+	if (!r->writable)
+		return -EACCES; /* the cursor table is mapped read-only */
+	int saved = errno;
 	struct shmring_consumer *c = calloc(1, sizeof(*c));
+	errno = saved;
 	if (!c)
 		return -ENOMEM;
 	c->r = r;
@@ -80,7 +84,7 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 		free(c);
 		return rc;
 	}
-	r->endpoints++;
+	endpoint_add(r, &c->opener);
 	*out = c;
 	return 0;
 }
@@ -92,7 +96,7 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *c)
 	/* Pairs with load_acquire(state) in scan_min(): our reads are done. */
 	store_release(&c->slot->state, SLOT_FREE);
 	wake_producer(c->cs);
-	c->r->endpoints--;
+	endpoint_del(c->r, c->opener);
 	free(c);
 	return 0;
 }
@@ -140,6 +144,8 @@ SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data,
 				  const struct timespec *deadline)
 {
 	if (!c || !data || !len)
+		return -EINVAL;
+	if (!valid_deadline(deadline))
 		return -EINVAL;
 	for (;;) {
 		int rc = peek(c, data, len);
@@ -203,6 +209,8 @@ SHMRING_API int shmring_recv_wait(struct shmring_consumer *c, void *buf, size_t 
 				  size_t *len, const struct timespec *deadline)
 {
 	if (!c || !len || (!buf && buflen))
+		return -EINVAL;
+	if (!valid_deadline(deadline))
 		return -EINVAL;
 	for (;;) {
 		int rc = recv_copy(c, buf, buflen, len);

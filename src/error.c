@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* shmring_strerror(): one sentence for every code the library returns. */
 #include <errno.h>
+#include <limits.h>
 
 #include "shmring.h"
 
 SHMRING_API const char *shmring_strerror(int err)
 {
+	if (err == INT_MIN)
+		return "unknown error";
 	if (err < 0)
 		err = -err;
 	switch (err) {
@@ -31,6 +34,7 @@ SHMRING_API const char *shmring_strerror(int err)
 	case ETIMEDOUT: return "the deadline passed";
 	case EUSERS: return "every cursor slot of the ring is taken";
 	case EINTR: return "interrupted by a signal";
+	case ENODEV: return "the ring's file cannot be mapped";
 	default: return "unknown error";
 	}
 }

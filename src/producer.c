@@ -74,13 +74,14 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 		return -EINVAL;
 	if (!r->writable)
 		return -EACCES;
+	int saved = errno;
 	struct shmring_producer *p = calloc(1, sizeof(*p));
+	errno = saved;
 	if (!p)
 		return -ENOMEM;
 	int made_rw = 0;
 	if (!r->prod_rw) {
 		const struct shm_geom *g = &r->g;
-		int saved = errno;
 		if (mprotect(r->base + g->prod_off, g->ctab_off - g->prod_off,
 			     PROT_READ | PROT_WRITE) < 0 ||
 		    mprotect(r->data, 2 * g->capacity, PROT_READ | PROT_WRITE) < 0) {
@@ -93,7 +94,7 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	}
 	uint32_t expect = 0, me = (uint32_t)getpid();
 	if (!cas32(&r->prod->owner, &expect, me)) {
-		if (made_rw)
+		if (made_rw && r->producers == 0)
 			protect_ro(r);
 		free(p);
 		return -EBUSY;
@@ -114,7 +115,8 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
 	refresh_limit(p);
 	store_release(&r->prod->closed, 0);
-	r->endpoints++;
+	r->producers++;
+	endpoint_add(r, &p->opener);
 	*out = p;
 	return 0;
 }
@@ -142,8 +144,9 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *p)
 		return -EINVAL;
 	shmring_producer_shutdown(p);
 	struct shmring *r = p->r;
-	protect_ro(r);
-	r->endpoints--;
+	if (--r->producers == 0)
+		protect_ro(r);
+	endpoint_del(r, p->opener);
 	free(p);
 	return 0;
 }
@@ -182,7 +185,7 @@ SHMRING_API int shmring_reserve(struct shmring_producer *p, size_t len, void **d
 SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, void **data,
 				     const struct timespec *deadline)
 {
-	if (!p || !data)
+	if (!p || !data || !valid_deadline(deadline))
 		return -EINVAL;
 	for (;;) {
 		int rc = reserve(p, len, data);
@@ -212,6 +215,8 @@ SHMRING_API int shmring_commit(struct shmring_producer *p)
 {
 	if (!p)
 		return -EINVAL;
+	if (p->shut)
+		return -EPIPE;
 	return commit(p);
 }
 
@@ -219,6 +224,8 @@ SHMRING_API int shmring_abort(struct shmring_producer *p)
 {
 	if (!p)
 		return -EINVAL;
+	if (p->shut)
+		return -EPIPE;
 	int n = (int)p->nres;
 	p->nres = 0;
 	p->rtail = p->tail;
@@ -243,7 +250,7 @@ SHMRING_API int shmring_send_wait(struct shmring_producer *p, const void *msg, s
 				  const struct timespec *deadline)
 {
 	void *d;
-	if (!p || (!msg && len))
+	if (!p || (!msg && len) || !valid_deadline(deadline))
 		return -EINVAL;
 	int rc = shmring_reserve_wait(p, len, &d, deadline);
 	if (rc)

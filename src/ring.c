@@ -140,7 +140,7 @@ static int map_ring(struct shmring *r)
 		if (p == MAP_FAILED) {
 			int e = errno;
 			munmap(base, len);
-			return e == EACCES ? -EACCES : -ENOMEM;
+			return e == EACCES || e == EBADF ? -e : -ENOMEM;
 		}
 	}
 	r->base = base;
@@ -185,6 +185,11 @@ static int attach_fd(int fd, struct shmring **out)
 		rc = -EPROTO;
 		goto fail;
 	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_PATH)) { /* an O_PATH fd cannot be mapped */
+		rc = -EBADF;
+		goto fail;
+	}
 	rc = check_seals(fd);
 	if (rc)
 		goto fail;
@@ -198,7 +203,7 @@ static int attach_fd(int fd, struct shmring **out)
 	 * in init_header(): once the magic is seen, the other fields are too. */
 	void *hp = mmap(NULL, sizeof(struct shm_header), PROT_READ, MAP_SHARED, fd, 0);
 	if (hp == MAP_FAILED) {
-		rc = errno == EACCES ? -EACCES : -ENOMEM;
+		rc = errno == EACCES || errno == EBADF ? -errno : -ENOMEM;
 		goto fail;
 	}
 	struct shm_header h;
@@ -215,11 +220,10 @@ static int attach_fd(int fd, struct shmring **out)
 	rc = validate(&h, (uint64_t)st.st_size, &r->g);
 	if (rc)
 		goto fail;
-	int fl = fcntl(fd, F_GETFL);
 	r->fd = fd;
 	r->writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
 	r->policy = h.policy;
-	r->spin_ns = DEFAULT_SPIN_NS;
+	atomic_init(&r->spin_ns, DEFAULT_SPIN_NS);
 	rc = map_ring(r);
 	if (rc)
 		goto fail;
@@ -398,19 +402,43 @@ SHMRING_API int shmring_info(const struct shmring *r, struct shmring_info *info)
 	return 0;
 }
 
-SHMRING_API int shmring_set_spin(struct shmring *ring, uint64_t spin_ns)
+SHMRING_API int shmring_set_spin(struct shmring *ring, uint64_t ns)
 {
 	if (!ring)
 		return -EINVAL;
-	ring->spin_ns = spin_ns;
+	atomic_store_explicit(&ring->spin_ns, ns, memory_order_relaxed);
 	return 0;
+}
+
+uint64_t spin_ns(const struct shmring *r)
+{
+	return atomic_load_explicit(&((struct shmring *)r)->spin_ns, memory_order_relaxed);
+}
+
+/* Endpoints are counted per process: after fork() the child may close the
+ * ring handle even though it inherited the parent's endpoints. */
+void endpoint_add(struct shmring *r, pid_t *opener)
+{
+	pid_t me = getpid();
+	if (r->endpoints_pid != me) {
+		r->endpoints_pid = me;
+		r->endpoints = 0;
+	}
+	r->endpoints++;
+	*opener = me;
+}
+
+void endpoint_del(struct shmring *r, pid_t opener)
+{
+	if (opener == r->endpoints_pid && r->endpoints)
+		r->endpoints--;
 }
 
 SHMRING_API int shmring_close(struct shmring *r)
 {
 	if (!r)
 		return -EINVAL;
-	if (r->endpoints)
+	if (r->endpoints && r->endpoints_pid == getpid())
 		return -EBUSY;
 	int saved = errno;
 	munmap(r->base, r->map_len);

@@ -35,6 +35,11 @@ static uint64_t ts_ns(const struct timespec *ts)
 	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
 }
 
+int valid_deadline(const struct timespec *d)
+{
+	return !d || (d->tv_nsec >= 0 && d->tv_nsec < 1000000000L);
+}
+
 int deadline_passed(const struct timespec *deadline)
 {
 	return deadline && now_ns() >= ts_ns(deadline);
@@ -110,7 +115,7 @@ static int has_data(const struct shmring_consumer *c)
 /* Returns 0 when there may be data (or the ring is closed), -ETIMEDOUT. */
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 {
-	uint64_t start = now_ns(), spin = c->r->spin_ns;
+	uint64_t start = now_ns(), spin = spin_ns(c->r);
 
 	for (unsigned i = 1;; i++) {
 		if (has_data(c))
@@ -146,7 +151,7 @@ static int has_room(struct shmring_producer *p, uint64_t end)
 
 int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespec *deadline)
 {
-	uint64_t start = now_ns(), spin = p->r->spin_ns;
+	uint64_t start = now_ns(), spin = spin_ns(p->r);
 
 	for (unsigned i = 1;; i++) {
 		cpu_relax();
