@@ -117,7 +117,7 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 {
 	uint64_t start = now_ns(), spin = spin_ns(c->r);
 
-	for (unsigned i = 1;; i++) {
+	for (unsigned i = 1; spin; i++) {
 		if (has_data(c))
 			return 0;
 		cpu_relax();
@@ -153,7 +153,7 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 {
 	uint64_t start = now_ns(), spin = spin_ns(p->r);
 
-	for (unsigned i = 1;; i++) {
+	for (unsigned i = 1; spin; i++) {
 		cpu_relax();
 		if ((i & 63) == 0) {
 			refresh_limit(p);

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/* Description: no lost wake-ups.  Processes with spinning turned off (so each
+ * wait goes to the futex) ping-pong, fill and drain rings for tens of
+ * thousands of rounds; every wait has a generous deadline, so a lost wake-up
+ * shows as -ETIMEDOUT with its round number instead of a hang.  Context
+ * switch counts prove the sleep path was taken.
+ *
+ * Environment: SHMRING_TEST_ROUNDS (default 20000). */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define WAIT_NS (5ull * 1000000000u) /* far above any scheduling delay */
+
+static long voluntary_switches(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_nvcsw;
+}
+
+static struct shmring *ring(uint64_t cap)
+{
+	struct shmring_opts o = test_opts(cap, 8);
+	struct shmring *r;
+	cr_assert_eq(shmring_create_anon("wakeup", &o, &r), 0);
+	cr_assert_eq(shmring_set_spin(r, 0), 0);
+	return r;
+}
+
+static pid_t child(void)
+{
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return pid;
+}
+
+/* Ping-pong: each side sleeps until the other publishes after it slept. */
+Test(wakeup, ping_pong_consumer_sleeps)
+{
+	uint64_t rounds = test_env("SHMRING_TEST_ROUNDS", 20000);
+	struct shmring *a = ring(4096), *b = ring(4096);
+	struct shmring_consumer *ca, *cb;
+	cr_assert_eq(shmring_consumer_open(a, 0, &ca), 0);
+	cr_assert_eq(shmring_consumer_open(b, 0, &cb), 0);
+
+	pid_t pid = child();
+	if (pid == 0) { /* echo a -> b */
+		struct shmring_producer *pb;
+		if (shmring_producer_open(b, &pb))
+			_exit(2);
+		long sw0 = voluntary_switches();
+		for (uint64_t i = 0; i < rounds; i++) {
+			struct timespec dl;
+			uint64_t v;
+			size_t n;
+			shmring_deadline(&dl, WAIT_NS);
+			int rc = shmring_recv_wait(ca, &v, sizeof(v), &n, &dl);
+			if (rc || n != sizeof(v) || v != i) {
+				fprintf(stderr, "child: round %llu: %s, got %llu\n",
+					(unsigned long long)i, shmring_strerror(rc),
+					(unsigned long long)v);
+				_exit(3);
+			}
+			if (shmring_send(pb, &v, sizeof(v)))
+				_exit(4);
+		}
+		/* Most waits must have slept, or this tested nothing. */
+		_exit(voluntary_switches() - sw0 >= (long)rounds / 2 ? 0 : 5);
+	}
+	struct shmring_producer *pa;
+	cr_assert_eq(shmring_producer_open(a, &pa), 0);
+	long sw0 = voluntary_switches();
+	uint64_t t0 = test_now_ns();
+	for (uint64_t i = 0; i < rounds; i++) {
+		struct timespec dl;
+		uint64_t v = i;
+		size_t n;
+		cr_assert_eq(shmring_send(pa, &v, sizeof(v)), 0);
+		shmring_deadline(&dl, WAIT_NS);
+		int rc = shmring_recv_wait(cb, &v, sizeof(v), &n, &dl);
+		cr_assert_eq(rc, 0, "round %llu: %s (lost wake-up?)", (unsigned long long)i,
+			     shmring_strerror(rc));
+		cr_assert_eq(v, i);
+	}
+	long sw = voluntary_switches() - sw0;
+	int st = test_wait(pid);
+	cr_assert_eq(st, 0, "child failed with %d (3: lost wake-up, 5: never slept)", st);
+	printf("ping-pong: %llu rounds, %.1f us per round trip, parent slept %ld times\n",
+	       (unsigned long long)rounds, (double)(test_now_ns() - t0) / 1e3 / (double)rounds,
+	       sw);
+	cr_assert_geq(sw, (long)rounds / 2, "the parent rarely slept: sleep path not tested");
+	shmring_producer_close(pa);
+	shmring_consumer_close(ca);
+	shmring_consumer_close(cb);
+	cr_assert_eq(shmring_close(a), 0);
+	cr_assert_eq(shmring_close(b), 0);
+}
+
+/* The producer sleeps for room; a consumer that also sleeps wakes it. */
+Test(wakeup, producer_sleeps_for_room)
+{
+	uint64_t n = test_env("SHMRING_TEST_ROUNDS", 20000) * 2;
+	struct shmring *r = ring(4096);
+	struct shmring_info info;
+	shmring_info(r, &info);
+	size_t len = info.max_message; /* two records fill the ring */
+	struct shmring_consumer *c;
+	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+
+	pid_t pid = child();
+	if (pid == 0) {
+		static uint8_t buf[4096];
+		for (uint64_t i = 0; i < n; i++) {
+			struct timespec dl;
+			size_t got;
+			shmring_deadline(&dl, WAIT_NS);
+			int rc = shmring_recv_wait(c, buf, sizeof(buf), &got, &dl);
+			if (rc || msg_check(buf, got, 1, i, len) != MSG_OK) {
+				fprintf(stderr, "consumer: message %llu: %s\n",
+					(unsigned long long)i, rc ? shmring_strerror(rc) : "bad");
+				_exit(3);
+			}
+			if (i % 64 == 0)
+				usleep(50); /* let the producer fill up and sleep */
+		}
+		_exit(0);
+	}
+	struct shmring_producer *p;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	long sw0 = voluntary_switches();
+	for (uint64_t i = 0; i < n; i++) {
+		struct timespec dl;
+		void *d;
+		size_t l = msg_len(1, i, len);
+		shmring_deadline(&dl, WAIT_NS);
+		int rc = shmring_reserve_wait(p, l, &d, &dl);
+		cr_assert_eq(rc, 0, "message %llu: %s (lost wake-up?)", (unsigned long long)i,
+			     shmring_strerror(rc));
+		msg_fill(d, l, i);
+		cr_assert_eq(shmring_commit(p), 1);
+	}
+	long sw = voluntary_switches() - sw0;
+	cr_assert_eq(test_wait(pid), 0, "consumer failed");
+	printf("producer waits: %llu messages, producer slept %ld times\n",
+	       (unsigned long long)n, sw);
+	cr_assert_geq(sw, (long)n / 64, "the producer rarely slept: sleep path not tested");
+	shmring_producer_close(p);
+	shmring_consumer_close(c);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* Four sleeping consumers and a producer that publishes in bursts with
+ * pauses: every consumer is woken for every burst. */
+Test(wakeup, many_sleepers_bursts)
+{
+	uint64_t bursts = test_env("SHMRING_TEST_ROUNDS", 20000) / 4;
+	enum { NC = 4, BURST = 3 };
+	struct shmring *r = ring(64 << 10);
+	struct shmring_consumer *c[NC];
+	for (int i = 0; i < NC; i++)
+		cr_assert_eq(shmring_consumer_open(r, 0, &c[i]), 0);
+	pid_t pids[NC];
+	for (int k = 0; k < NC; k++) {
+		pids[k] = child();
+		if (pids[k] == 0) {
+			for (uint64_t i = 0; i < bursts * BURST; i++) {
+				struct timespec dl;
+				uint64_t v;
+				size_t got;
+				shmring_deadline(&dl, WAIT_NS);
+				int rc = shmring_recv_wait(c[k], &v, sizeof(v), &got, &dl);
+				if (rc || v != i) {
+					fprintf(stderr, "consumer %d: message %llu: %s\n", k,
+						(unsigned long long)i, shmring_strerror(rc));
+					_exit(3);
+				}
+			}
+			_exit(0);
+		}
+	}
+	struct shmring_producer *p;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	for (uint64_t b = 0; b < bursts; b++) {
+		for (uint64_t j = 0; j < BURST; j++) {
+			uint64_t v = b * BURST + j;
+			void *d;
+			cr_assert_eq(shmring_reserve_wait(p, sizeof(v), &d, NULL), 0);
+			memcpy(d, &v, sizeof(v));
+		}
+		cr_assert_eq(shmring_commit(p), BURST); /* one publication, one wake */
+		if (b % 8 == 0)
+			usleep(20);
+	}
+	for (int k = 0; k < NC; k++)
+		cr_assert_eq(test_wait(pids[k]), 0, "consumer %d failed", k);
+	shmring_producer_close(p);
+	for (int i = 0; i < NC; i++)
+		shmring_consumer_close(c[i]);
+	cr_assert_eq(shmring_close(r), 0);
+}
