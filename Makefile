@@ -2,7 +2,7 @@
 # libshmring: plain Makefile.  Quiet unless V=1.
 #   make                 library (static + shared), examples
 #   make test            unit and multi-process tests (Criterion)
-#   make asan            the tests under ASan + UBSan (in build-asan/)
+#   make asan            the tests under ASan + UBSan (in build-asan/), smaller counts
 #   make check-symbols   exported symbols == header == version script
 #   make install/uninstall  PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
 # Build variants: SAN=asan (ASan+UBSan) builds into build-asan/; CC=clang works.
@@ -112,10 +112,16 @@ tests: deps $(TESTS) examples
 # Each test program runs its tests one at a time (-j1): the multi-process
 # tests already fill both cores.  TEST_ARGS passes flags to Criterion.
 test: tests check-symbols
+	$(Q)tools/check-man.sh
+	$(Q)tools/run-examples.sh $(EXAMPLES)
 	$(Q)tools/run-tests.sh $(BUILD) $(TESTS)
 
+# The sanitizers slow the ring down several times: the multi-process tests
+# run fewer messages there (the full counts run in "make test").
+ASAN_COUNTS := SHMRING_TEST_MESSAGES=1000000 SHMRING_TEST_SWEEP_MESSAGES=100000 \
+	SHMRING_TEST_ROUNDS=5000
 asan:
-	$(Q)$(MAKE) --no-print-directory SAN=asan test
+	$(Q)$(ASAN_COUNTS) $(MAKE) --no-print-directory SAN=asan test
 
 check-symbols: $(SHARED)
 	$(Q)tools/check-symbols.sh $(SHARED) include/shmring.h src/libshmring.map
