@@ -45,7 +45,7 @@ Q := @
 msg = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-LIB_SRCS := src/ring.c src/producer.c src/consumer.c src/wait.c src/error.c
+LIB_SRCS := src/ring.c src/producer.c src/consumer.c src/group.c src/wait.c src/error.c
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 PIC_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/pic/%.o)
 HDRS := include/shmring.h $(wildcard src/*.h)
@@ -119,7 +119,9 @@ test: tests check-symbols
 # The sanitizers slow the ring down several times: the multi-process tests
 # run fewer messages there (the full counts run in "make test").
 ASAN_COUNTS := SHMRING_TEST_MESSAGES=1000000 SHMRING_TEST_SWEEP_MESSAGES=100000 \
-	SHMRING_TEST_ROUNDS=5000
+	SHMRING_TEST_ROUNDS=5000 SHMRING_TEST_GROUP_MESSAGES=1000000 \
+	SHMRING_TEST_MIXED_MESSAGES=200000 SHMRING_TEST_OW_MESSAGES=500000 \
+	SHMRING_TEST_BATCH_MESSAGES=300000
 asan:
 	$(Q)$(ASAN_COUNTS) $(MAKE) --no-print-directory SAN=asan test
 

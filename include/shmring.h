@@ -3,8 +3,9 @@
  * libshmring: a lock-free single-producer, multi-consumer message ring in
  * shared memory, for processes on one Linux machine.
  *
- * One producer publishes variable-length messages; each broadcast consumer
- * sees every message, in order.  The hot path makes no system call: the kernel
+ * One producer publishes variable-length messages.  Each broadcast consumer
+ * sees every message, in order; the members of a consumer group share the
+ * work, each message going to exactly one member.  The hot path makes no system call: the kernel
  * is entered only to sleep or wake (futex) when a side has to wait.
  *
  * Conventions
@@ -40,7 +41,8 @@
  *   Async-signal-safe (only lock-free atomics and the futex system call, errno
  *   preserved), marked [AS-safe] below: shmring_reserve, shmring_commit,
  *   shmring_abort, shmring_send, shmring_producer_shutdown, shmring_peek,
- *   shmring_release, shmring_recv, shmring_strerror, shmring_deadline.
+ *   shmring_peek_batch, shmring_release, shmring_recv, shmring_recv_batch,
+ *   shmring_lost, shmring_strerror, shmring_deadline.
  *   A handler must not interrupt a call on the same handle and then call into
  *   that handle.
  *
@@ -82,8 +84,15 @@ struct shmring_consumer; /* a consumer endpoint (a cursor) */
 
 /* Full policy, fixed at creation. */
 enum shmring_policy {
-	/* Lossless: the producer waits for the slowest attached consumer. */
+	/* Lossless: the producer waits for the slowest attached cursor. */
 	SHMRING_POLICY_BLOCK = 0,
+	/* Lossy: the producer never waits; it overwrites the oldest records.
+	 * A consumer that falls a whole ring behind gets -EOVERFLOW once, its
+	 * lost count grows by the exact number of messages it missed, and it
+	 * resumes at the oldest intact message.  Readers check after reading,
+	 * so a record overwritten while being read is never returned as good
+	 * data.  Consumer groups are not supported in this policy. */
+	SHMRING_POLICY_OVERWRITE = 1,
 };
 
 /* Record header size in bytes; each record takes
@@ -122,20 +131,31 @@ struct shmring_info {
 	uint32_t max_message;   /* largest payload accepted, bytes:
 	                         * capacity / 2 - SHMRING_RECORD_HDR */
 	uint32_t max_consumers; /* cursor slots */
-	uint32_t consumers;     /* consumers attached now */
+	uint32_t consumers;     /* broadcast consumers and group members now */
 	uint32_t policy;        /* enum shmring_policy */
+	uint32_t groups;        /* consumer groups now */
 	int producer;           /* 1 if a producer is attached, else 0 */
 	int closed;             /* 1 if the last producer closed the ring */
 };
 
-/* Flags of shmring_consumer_open(). */
+/* One message of a batch (shmring_peek_batch(), shmring_recv_batch()). */
+struct shmring_msg {
+	const void *data;
+	size_t len;
+};
+
+/* The longest group name, in bytes. */
+#define SHMRING_GROUP_NAME_MAX 31u
+
+/* Flags of shmring_consumer_open() and shmring_group_open(). */
 enum {
 	/* Start at the next message published (the default). */
 	SHMRING_START_NEWEST = 0,
 	/* Start at the oldest message the ring still holds for certain: the
 	 * oldest message the producer has not yet been allowed to overwrite.
 	 * That is at or before the slowest attached consumer's position, and
-	 * is message 0 until the ring first fills. */
+	 * is message 0 until the ring first fills.  In policy OVERWRITE: the
+	 * oldest intact message. */
 	SHMRING_START_OLDEST = 1,
 };
 
@@ -279,8 +299,12 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *producer);
  * point).  Several reserves may precede one shmring_commit(), which
  * publishes them all at once.  Does not wait.
  *
+ * In policy OVERWRITE it never waits: it moves the oldest records out of the
+ * way (consumers still reading them will find out, see
+ * SHMRING_POLICY_OVERWRITE).
+ *
  * Returns 0, or:
- *   -EAGAIN   the ring is full now (consumers are behind)
+ *   -EAGAIN   the ring is full now (consumers are behind; BLOCK only)
  *   -EMSGSIZE len exceeds the ring's max_message
  *   -ENOBUFS  this record and the uncommitted ones exceed the capacity:
  *             commit first
@@ -339,8 +363,36 @@ SHMRING_API int shmring_consumer_open(struct shmring *ring, unsigned flags,
 				      struct shmring_consumer **consumer);
 
 /*
- * Detaches: frees the cursor slot (the producer no longer waits for it) and
- * the handle.  Returns 0, or -EINVAL for NULL.
+ * Joins the consumer group `name` (1 to SHMRING_GROUP_NAME_MAX bytes),
+ * creating it if no member is attached.  The members of a group share one
+ * cursor: each message goes to exactly one member, whichever asks first.
+ * Members join and leave at any time; a group ends when its last member
+ * leaves, and one created later starts afresh (flags: where a new group
+ * starts, as for shmring_consumer_open(); ignored when joining).
+ * The consumer functions below work on the returned handle:
+ *   - shmring_recv() and shmring_recv_batch() copy records out and then
+ *     claim them with one compare-and-swap: a member that dies before the
+ *     claim has taken nothing, and another member gets those messages.
+ *   - shmring_peek() and shmring_peek_batch() claim first and return
+ *     pointers into the ring, valid until shmring_release(); the member's
+ *     own slot holds the producer back from that room meanwhile.  Claimed is
+ *     delivered: messages peeked and not processed before a member closes or
+ *     dies are gone for the group.
+ *   - A waiting member sleeps on its group's futex; each record published
+ *     wakes at most one sleeping member of each group.
+ * Each member takes one cursor slot, and a group one more.
+ * Returns 0 and sets *consumer, or -EINVAL (NULL argument, empty name,
+ * unknown flags), -ENAMETOOLONG, -EUSERS (not enough free slots),
+ * -ENOTSUP (the ring's policy is OVERWRITE), -EACCES (ring opened from a
+ * read-only fd), -ENOMEM.
+ */
+SHMRING_API int shmring_group_open(struct shmring *ring, const char *name, unsigned flags,
+				   struct shmring_consumer **consumer);
+
+/*
+ * Detaches a broadcast consumer or a group member: frees its slot (the
+ * producer no longer waits for it) and the handle; the last member of a
+ * group frees the group.  Returns 0, or -EINVAL for NULL.
  */
 SHMRING_API int shmring_consumer_close(struct shmring_consumer *consumer);
 
@@ -350,10 +402,17 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *consumer);
  * may precede one release.  Does not wait.
  *
  * Returns 0, or:
- *   -EAGAIN  nothing new yet
- *   -EPIPE   the producer closed the ring and everything was read
- *   -EPROTO  the ring holds a record that cannot be valid (corruption)
- *   -EINVAL  NULL argument
+ *   -EAGAIN    nothing new yet
+ *   -EPIPE     the producer closed the ring and everything was read
+ *   -EPROTO    the ring holds a record that cannot be valid (corruption)
+ *   -EOVERFLOW (OVERWRITE) the producer lapped this consumer: messages
+ *              peeked and not released are dropped, the lost count grows
+ *              (shmring_lost()), and the next call reads the oldest intact
+ *              message
+ *   -EINVAL    NULL argument
+ * In policy OVERWRITE the bytes may be overwritten while the caller reads
+ * them: they are good only if the shmring_release() that follows returns a
+ * count, not -EOVERFLOW.
  * [AS-safe]
  */
 SHMRING_API int shmring_peek(struct shmring_consumer *consumer, const void **data,
@@ -374,7 +433,8 @@ SHMRING_API int shmring_peek_wait(struct shmring_consumer *consumer,
  * Gives back every message peeked so far, so the producer may reuse their
  * room; pointers from shmring_peek() are then invalid.  Wakes the producer if
  * it sleeps for room.  Returns the number of messages released (0 if none),
- * or -EINVAL for NULL.  [AS-safe]
+ * -EOVERFLOW (OVERWRITE: some of them were overwritten while held; none of
+ * them is good, and they count as lost), or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_release(struct shmring_consumer *consumer);
 
@@ -386,7 +446,8 @@ SHMRING_API int shmring_release(struct shmring_consumer *consumer);
  * Returns 0, or:
  *   -EMSGSIZE buf is too small; *len is set to the size needed and the
  *             message stays unread
- *   -EAGAIN, -EPIPE, -EPROTO, -EINVAL: as for shmring_peek()
+ *   -EAGAIN, -EPIPE, -EPROTO, -EOVERFLOW, -EINVAL: as for shmring_peek()
+ *             (after -EOVERFLOW nothing was copied that counts)
  * [AS-safe]
  */
 SHMRING_API int shmring_recv(struct shmring_consumer *consumer, void *buf,
@@ -397,6 +458,50 @@ SHMRING_API int shmring_recv(struct shmring_consumer *consumer, void *buf,
 SHMRING_API int shmring_recv_wait(struct shmring_consumer *consumer, void *buf,
 				  size_t buflen, size_t *len,
 				  const struct timespec *deadline);
+
+/*
+ * Zero-copy batch: peeks up to `max` messages (at least 1) at once, filling
+ * msgs[0..n-1] with pointers into the ring, and returns n.  For a group
+ * member the n messages are claimed with one compare-and-swap.  Release them
+ * with one shmring_release().  Returns n >= 1, or the errors of
+ * shmring_peek() (-EINVAL also for max == 0); -EAGAIN and -EPIPE only when
+ * no message is available.  [AS-safe]
+ */
+SHMRING_API int shmring_peek_batch(struct shmring_consumer *consumer,
+				   struct shmring_msg *msgs, unsigned max);
+
+/* Like shmring_peek_batch() but waits for at least one message until
+ * `deadline` (-ETIMEDOUT); the rule of shmring_peek_wait() applies. */
+SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *consumer,
+					struct shmring_msg *msgs, unsigned max,
+					const struct timespec *deadline);
+
+/*
+ * Copying batch: copies up to `max` messages (at least 1) into buf, each at
+ * an 8-byte aligned offset, fills msgs[0..n-1] with where each landed in buf
+ * and its length, and releases them with one cursor update.  Returns n >= 1,
+ * or -EMSGSIZE if the first message does not fit (msgs[0].len is set to its
+ * size; nothing is consumed), or the other errors of shmring_recv().
+ * Messages that do not fit after the first stay for the next call.
+ * [AS-safe]
+ */
+SHMRING_API int shmring_recv_batch(struct shmring_consumer *consumer, void *buf,
+				   size_t buflen, struct shmring_msg *msgs, unsigned max);
+
+/* Like shmring_recv_batch() but waits for at least one message until
+ * `deadline` (-ETIMEDOUT). */
+SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *consumer, void *buf,
+					size_t buflen, struct shmring_msg *msgs,
+					unsigned max, const struct timespec *deadline);
+
+/*
+ * Sets *lost to the number of messages this consumer has lost since it
+ * attached because the producer overwrote them (policy OVERWRITE; always 0
+ * in BLOCK).  For a consumer that received r messages from its start,
+ * r + *lost is the number published since.  Returns 0, or -EINVAL for NULL.
+ * [AS-safe]
+ */
+SHMRING_API int shmring_lost(const struct shmring_consumer *consumer, uint64_t *lost);
 
 /*
  * Sets how long a waiting call spins before it sleeps, in nanoseconds, for

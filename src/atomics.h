@@ -32,6 +32,17 @@ static inline int cas32(a32 *p, uint32_t *expect, uint32_t v)
 						       memory_order_acquire);
 }
 
+static inline int cas64(a64 *p, uint64_t *expect, uint64_t v)
+{
+	return atomic_compare_exchange_strong_explicit(p, expect, v, memory_order_acq_rel,
+						       memory_order_acquire);
+}
+
+/* Orders earlier stores before later ones, and earlier loads before later
+ * ones: the two halves of a sequence-counter (seqlock) protocol. */
+#define fence_release() atomic_thread_fence(memory_order_release)
+#define fence_acquire() atomic_thread_fence(memory_order_acquire)
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

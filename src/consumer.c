@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Broadcast consumers: attach, peek, release, recv.  The hot path reads the
- * shared tail only when the private copy says the ring is drained, and
- * validates every record header against the tail and the ring's limits
- * before using it.
+ * Consumers: attach, peek, release, recv, and their batch forms, for
+ * broadcast cursors in BLOCK and OVERWRITE rings; group members are in
+ * group.c.  The hot path reads the shared tail only when the private copy
+ * says the ring is drained, and validates every record header against the
+ * tail and the ring's limits before using it.
+ *
+ * OVERWRITE: the producer may overwrite a record while we read it.  It moves
+ * `head` past a record before writing over it, so a reader reads first, then
+ * (acquire fence) head: if head passed the record, what was read is not
+ * trusted.  Every record carries the low 32 bits of its sequence number,
+ * which must be the one expected; the lost count comes from the producer's
+ * (head, head_seq) snapshot.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,18 +21,9 @@
 
 #include "internal.h"
 
-/*
- * Claims a free slot and publishes a start position.  The producer may be
- * scanning at the same time, and only protects data at or above the cursors
- * it sees.  So: make the slot ACTIVE with a candidate position, full fence,
- * then read `reclaim`; if the producer published a higher reclaim, move up to
- * it.  Either the producer's second scan (after its own fence) sees this
- * slot, or we see its reclaim: data at or above the final position is never
- * overwritten while we hold it.
- */
-static int consumer_attach(struct shmring_consumer *c, unsigned flags)
+/* Claims a free slot (FREE -> CLAIMED) and raises the high-water mark. */
+int claim_slot(struct shmring *r, struct shm_slot **out)
 {
-	struct shmring *r = c->r;
 	uint32_t i;
 
 	for (i = 0; i < r->g.nslots; i++) {
@@ -35,12 +34,26 @@ static int consumer_attach(struct shmring_consumer *c, unsigned flags)
 	}
 	if (i == r->g.nslots)
 		return -EUSERS;
-	struct shm_slot *s = &r->slots[i];
 	uint32_t hw = load_relaxed(&r->cs->hiwater);
 	while (hw < i + 1 && !cas32(&r->cs->hiwater, &hw, i + 1))
 		;
-	store_relaxed(&s->kind, KIND_BROADCAST);
+	struct shm_slot *s = &r->slots[i];
 	store_relaxed(&s->owner, (uint32_t)getpid());
+	*out = s;
+	return 0;
+}
+
+/*
+ * Makes a claimed slot ACTIVE at a start position the producer will protect
+ * (BLOCK).  The producer may be scanning at the same time, and only protects
+ * data at or above the cursors it sees.  So: make the slot ACTIVE with a
+ * candidate position, full fence, then read `reclaim`; if the producer
+ * published a higher reclaim, move up to it.  Either the producer's second
+ * scan (after its own fence) sees this slot, or we see its reclaim: data at
+ * or above the final position is never overwritten while we hold it.
+ */
+int attach_position(struct shmring *r, struct shm_slot *s, unsigned flags, uint64_t *out)
+{
 	uint64_t pos = (flags & SHMRING_START_OLDEST) ? load_acquire(&r->prod->reclaim)
 						      : load_acquire(&r->prod->tail);
 	store_relaxed(&s->pos, pos);
@@ -51,13 +64,74 @@ static int consumer_attach(struct shmring_consumer *c, unsigned flags)
 	uint64_t tail = load_acquire(&r->prod->tail);
 	if (rec > tail) /* corrupt: never start past the published data */
 		rec = tail;
-	if (rec > pos) {
-		pos = rec;
+	if (rec > pos || pos > tail) {
+		pos = rec > pos ? rec : tail;
 		store_release(&s->pos, pos);
 	}
-	c->slot = s;
-	c->rpos = c->cpos = c->cached_tail = pos;
+	*out = pos;
 	return 0;
+}
+
+/*
+ * A consistent (head, head_seq, tail, tail_seq) of an OVERWRITE ring: the
+ * producer makes `ver` odd while it writes them.  Bounded: a producer
+ * interrupted by our own signal handler would never finish, so give up with
+ * -EAGAIN after a while.  Pairs with the stores in advance_head() and
+ * commit().
+ */
+int prod_snapshot(const struct shm_prod *cprod, uint64_t *head, uint64_t *head_seq,
+		  uint64_t *tail, uint64_t *tail_seq)
+{
+	struct shm_prod *prod = (struct shm_prod *)cprod;
+	for (unsigned i = 0; i < (1u << 22); i++) {
+		uint32_t v = load_acquire(&prod->ver);
+		if (!(v & 1)) {
+			uint64_t h = load_relaxed(&prod->head), hs = load_relaxed(&prod->head_seq);
+			uint64_t t = load_relaxed(&prod->tail), ts = load_relaxed(&prod->tail_seq);
+			fence_acquire();
+			if (load_relaxed(&prod->ver) == v) {
+				*head = h, *head_seq = hs, *tail = t, *tail_seq = ts;
+				return 0;
+			}
+		}
+		cpu_relax();
+	}
+	return -EAGAIN;
+}
+
+static int attach_overwrite(struct shmring_consumer *c, struct shm_slot *s, unsigned flags)
+{
+	uint64_t h, hs, t, ts;
+	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
+	if (rc)
+		return rc;
+	if (h > t || t - h > c->cap || t - h < ts - hs)
+		return -EPROTO; /* fewer bytes than 8 per record: corrupt */
+	int oldest = flags & SHMRING_START_OLDEST;
+	c->rpos = c->cpos = c->cached_tail = oldest ? h : t;
+	c->seq = c->cseq = oldest ? hs : ts;
+	c->cached_tail = t;
+	store_relaxed(&s->pos, c->rpos);
+	store_release(&s->state, SLOT_ACTIVE);
+	return 0;
+}
+
+static struct shmring_consumer *consumer_new(struct shmring *r)
+{
+	int saved = errno;
+	struct shmring_consumer *c = calloc(1, sizeof(*c));
+	errno = saved;
+	if (!c)
+		return NULL;
+	c->r = r;
+	c->prod = r->prod;
+	c->cs = r->cs;
+	c->data = r->data;
+	c->cap = r->g.capacity;
+	c->mask = r->g.capacity - 1;
+	c->max_message = r->g.max_message;
+	c->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
+	return c;
 }
 
 SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
@@ -67,19 +141,52 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 		return -EINVAL;
 	if (!r->writable)
 		return -EACCES; /* the cursor table is mapped read-only */
-	int saved = errno;
-	struct shmring_consumer *c = calloc(1, sizeof(*c));
-	errno = saved;
+	struct shmring_consumer *c = consumer_new(r);
 	if (!c)
 		return -ENOMEM;
-	c->r = r;
-	c->prod = r->prod;
-	c->cs = r->cs;
-	c->data = r->data;
-	c->cap = r->g.capacity;
-	c->mask = r->g.capacity - 1;
-	c->max_message = r->g.max_message;
-	int rc = consumer_attach(c, flags);
+	struct shm_slot *s;
+	int rc = claim_slot(r, &s);
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	store_relaxed(&s->kind, KIND_BROADCAST);
+	c->slot = s;
+	if (c->overwrite) {
+		rc = attach_overwrite(c, s, flags);
+		if (rc) {
+			store_release(&s->state, SLOT_FREE);
+			free(c);
+			return rc;
+		}
+	} else {
+		uint64_t pos;
+		attach_position(r, s, flags, &pos);
+		c->rpos = c->cpos = c->cached_tail = pos;
+	}
+	endpoint_add(r, &c->opener);
+	*out = c;
+	return 0;
+}
+
+SHMRING_API int shmring_group_open(struct shmring *r, const char *name, unsigned flags,
+				   struct shmring_consumer **out)
+{
+	if (!r || !name || !out || (flags & ~(unsigned)SHMRING_START_OLDEST))
+		return -EINVAL;
+	size_t n = strnlen(name, GROUP_NAME_MAX + 1);
+	if (n == 0)
+		return -EINVAL;
+	if (n > GROUP_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (!r->writable)
+		return -EACCES;
+	if (r->policy != SHMRING_POLICY_BLOCK)
+		return -ENOTSUP;
+	struct shmring_consumer *c = consumer_new(r);
+	if (!c)
+		return -ENOMEM;
+	int rc = group_attach(c, name, flags);
 	if (rc) {
 		free(c);
 		return rc;
@@ -93,15 +200,49 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *c)
 {
 	if (!c)
 		return -EINVAL;
-	/* Pairs with load_acquire(state) in scan_min(): our reads are done. */
-	store_release(&c->slot->state, SLOT_FREE);
-	wake_producer(c->cs);
+	if (c->grp) {
+		group_leave(c);
+	} else {
+		/* Pairs with load_acquire(state) in scan_min(): our reads are
+		 * done. */
+		store_release(&c->slot->state, SLOT_FREE);
+		wake_producer(c->cs);
+	}
 	endpoint_del(c->r, c->opener);
 	free(c);
 	return 0;
 }
 
-static inline int peek(struct shmring_consumer *c, const void **data, size_t *len)
+SHMRING_API int shmring_lost(const struct shmring_consumer *c, uint64_t *lost)
+{
+	if (!c || !lost)
+		return -EINVAL;
+	*lost = c->lost;
+	return 0;
+}
+
+/* Lapped (OVERWRITE): everything from cpos to head is gone.  Counts it, moves
+ * to the oldest intact record and drops what was peeked. */
+static int lapped(struct shmring_consumer *c)
+{
+	uint64_t h, hs, t, ts;
+	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
+	if (rc)
+		return rc;
+	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos)
+		return -EPROTO;
+	c->lost += hs - c->cseq;
+	c->rpos = c->cpos = h;
+	c->seq = c->cseq = hs;
+	c->cached_tail = t;
+	c->npeeked = 0;
+	store_release(&c->slot->pos, h);
+	return -EOVERFLOW;
+}
+
+/* The next record, not yet consumed; 0, -EAGAIN, -EPIPE, -EPROTO, or
+ * -EOVERFLOW (overwrite: lapped). */
+static inline int next_record(struct shmring_consumer *c, const void **data, size_t *len)
 {
 	if (c->rpos == c->cached_tail) {
 		/* Pairs with store_release(tail) in the producer's commit(). */
@@ -118,43 +259,31 @@ static inline int peek(struct shmring_consumer *c, const void **data, size_t *le
 		}
 	}
 	uint64_t avail = c->cached_tail - c->rpos;
-	if (avail > c->cap)
-		return -EPROTO;
 	const struct shm_rec *rec = (const struct shm_rec *)(c->data + (c->rpos & c->mask));
-	/* Read the length once: a corrupt producer could change it under us. */
+	/* Read the header once: a corrupt producer could change it under us. */
 	uint32_t n = *(const volatile uint32_t *)&rec->len;
+	if (c->overwrite) {
+		uint32_t s = *(const volatile uint32_t *)&rec->seq;
+		fence_acquire(); /* the header read, then head */
+		if (load_relaxed(&c->prod->head) > c->cpos)
+			return lapped(c);
+		if (s != (uint32_t)c->seq)
+			return -EPROTO;
+	}
 	uint64_t sz = SHMRING_RECORD_SIZE(n);
-	if (n > c->max_message || sz > avail)
+	if (avail > c->cap || n > c->max_message || sz > avail)
 		return -EPROTO;
 	*data = rec + 1;
 	*len = n;
-	c->rpos += sz;
-	c->npeeked++;
 	return 0;
 }
 
-SHMRING_API int shmring_peek(struct shmring_consumer *c, const void **data, size_t *len)
+/* Consumes the record next_record() returned. */
+static inline void take(struct shmring_consumer *c, size_t len)
 {
-	if (!c || !data || !len)
-		return -EINVAL;
-	return peek(c, data, len);
-}
-
-SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data, size_t *len,
-				  const struct timespec *deadline)
-{
-	if (!c || !data || !len)
-		return -EINVAL;
-	if (!valid_deadline(deadline))
-		return -EINVAL;
-	for (;;) {
-		int rc = peek(c, data, len);
-		if (rc != -EAGAIN)
-			return rc;
-		rc = wait_for_data(c, deadline);
-		if (rc)
-			return rc;
-	}
+	c->rpos += SHMRING_RECORD_SIZE(len);
+	c->seq++;
+	c->npeeked++;
 }
 
 static inline int release(struct shmring_consumer *c)
@@ -162,61 +291,200 @@ static inline int release(struct shmring_consumer *c)
 	int n = (int)c->npeeked;
 	if (c->rpos == c->cpos)
 		return n;
+	if (c->overwrite) {
+		/* Everything read since cpos was intact if head has not passed
+		 * cpos after the reads.  Pairs with advance_head(). */
+		fence_acquire();
+		if (load_relaxed(&c->prod->head) > c->cpos)
+			return lapped(c);
+	}
 	c->npeeked = 0;
 	c->cpos = c->rpos;
+	c->cseq = c->seq;
 	/* Pairs with load_acquire(pos) in the producer's scan_min(): our reads
 	 * of the released records happen before it reuses their room. */
 	store_release(&c->slot->pos, c->rpos);
-	wake_producer(c->cs);
+	if (!c->overwrite)
+		wake_producer(c->cs);
 	return n;
+}
+
+static int peek_batch(struct shmring_consumer *c, struct shmring_msg *msgs, unsigned max)
+{
+	if (c->grp)
+		return group_peek(c, msgs, max);
+	unsigned k = 0;
+	while (k < max) {
+		const void *d = NULL;
+		size_t n = 0;
+		int rc = next_record(c, &d, &n);
+		if (rc) {
+			if (k && (rc == -EAGAIN || rc == -EPIPE))
+				break;
+			return rc;
+		}
+		take(c, n);
+		msgs[k].data = d;
+		msgs[k].len = n;
+		k++;
+	}
+	return (int)k;
+}
+
+/*
+ * Copies up to max records into buf, each at an 8-byte aligned offset, and
+ * releases them with one cursor update.  -EMSGSIZE (msgs[0].len = the size
+ * needed) if the first does not fit.
+ */
+static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
+		      struct shmring_msg *msgs, unsigned max)
+{
+	if (c->grp)
+		return group_recv(c, buf, buflen, msgs, max);
+	size_t off = 0;
+	unsigned k = 0;
+	while (k < max) {
+		const void *d = NULL;
+		size_t n = 0;
+		int rc = next_record(c, &d, &n);
+		if (rc) {
+			if (k && (rc == -EAGAIN || rc == -EPIPE))
+				break;
+			if (rc == -EOVERFLOW || !k)
+				return rc;
+			break;
+		}
+		if (n > buflen - off) {
+			if (k)
+				break;
+			msgs[0].len = n;
+			return -EMSGSIZE;
+		}
+		if (n)
+			memcpy((uint8_t *)buf + off, d, n);
+		msgs[k].data = (uint8_t *)buf + off;
+		msgs[k].len = n;
+		take(c, n);
+		k++;
+		off += (n + 7) & ~(size_t)7;
+		if (off > buflen)
+			off = buflen;
+	}
+	int rc = release(c);
+	if (rc < 0)
+		return rc; /* lapped while copying: the copies are not trusted */
+	return (int)k;
+}
+
+static int wait_data(struct shmring_consumer *c, const struct timespec *deadline)
+{
+	return c->grp ? wait_for_group(c, deadline) : wait_for_data(c, deadline);
+}
+
+SHMRING_API int shmring_peek(struct shmring_consumer *c, const void **data, size_t *len)
+{
+	if (!c || !data || !len)
+		return -EINVAL;
+	struct shmring_msg m;
+	int rc = peek_batch(c, &m, 1);
+	if (rc < 0)
+		return rc;
+	*data = m.data;
+	*len = m.len;
+	return 0;
+}
+
+SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data, size_t *len,
+				  const struct timespec *deadline)
+{
+	if (!c || !data || !len || !valid_deadline(deadline))
+		return -EINVAL;
+	for (;;) {
+		int rc = shmring_peek(c, data, len);
+		if (rc != -EAGAIN)
+			return rc;
+		rc = wait_data(c, deadline);
+		if (rc)
+			return rc;
+	}
+}
+
+SHMRING_API int shmring_peek_batch(struct shmring_consumer *c, struct shmring_msg *msgs,
+				   unsigned max)
+{
+	if (!c || !msgs || !max)
+		return -EINVAL;
+	return peek_batch(c, msgs, max);
+}
+
+SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmring_msg *msgs,
+					unsigned max, const struct timespec *deadline)
+{
+	if (!c || !msgs || !max || !valid_deadline(deadline))
+		return -EINVAL;
+	for (;;) {
+		int rc = peek_batch(c, msgs, max);
+		if (rc != -EAGAIN)
+			return rc;
+		rc = wait_data(c, deadline);
+		if (rc)
+			return rc;
+	}
 }
 
 SHMRING_API int shmring_release(struct shmring_consumer *c)
 {
 	if (!c)
 		return -EINVAL;
-	return release(c);
-}
-
-static inline int recv_copy(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len)
-{
-	const void *d;
-	size_t n;
-	int rc = peek(c, &d, &n);
-	if (rc)
-		return rc;
-	*len = n;
-	if (n > buflen) {
-		/* Leave the message unread. */
-		c->rpos -= SHMRING_RECORD_SIZE(n);
-		c->npeeked--;
-		return -EMSGSIZE;
-	}
-	if (n)
-		memcpy(buf, d, n);
-	release(c);
-	return 0;
+	return c->grp ? group_release(c) : release(c);
 }
 
 SHMRING_API int shmring_recv(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len)
 {
 	if (!c || !len || (!buf && buflen))
 		return -EINVAL;
-	return recv_copy(c, buf, buflen, len);
+	struct shmring_msg m;
+	int rc = recv_batch(c, buf, buflen, &m, 1);
+	if (rc < 0 && rc != -EMSGSIZE)
+		return rc;
+	*len = m.len;
+	return rc < 0 ? rc : 0;
 }
 
 SHMRING_API int shmring_recv_wait(struct shmring_consumer *c, void *buf, size_t buflen,
 				  size_t *len, const struct timespec *deadline)
 {
-	if (!c || !len || (!buf && buflen))
-		return -EINVAL;
-	if (!valid_deadline(deadline))
+	if (!c || !len || (!buf && buflen) || !valid_deadline(deadline))
 		return -EINVAL;
 	for (;;) {
-		int rc = recv_copy(c, buf, buflen, len);
+		int rc = shmring_recv(c, buf, buflen, len);
 		if (rc != -EAGAIN)
 			return rc;
-		rc = wait_for_data(c, deadline);
+		rc = wait_data(c, deadline);
+		if (rc)
+			return rc;
+	}
+}
+
+SHMRING_API int shmring_recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
+				   struct shmring_msg *msgs, unsigned max)
+{
+	if (!c || !msgs || !max || (!buf && buflen))
+		return -EINVAL;
+	return recv_batch(c, buf, buflen, msgs, max);
+}
+
+SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *c, void *buf, size_t buflen,
+					struct shmring_msg *msgs, unsigned max,
+					const struct timespec *deadline)
+{
+	if (!c || !msgs || !max || (!buf && buflen) || !valid_deadline(deadline))
+		return -EINVAL;
+	for (;;) {
+		int rc = recv_batch(c, buf, buflen, msgs, max);
+		if (rc != -EAGAIN)
+			return rc;
+		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
 	}

@@ -26,7 +26,7 @@ SHMRING_API const char *shmring_strerror(int err)
 	case EAGAIN: return "not now: ring full, nothing to read, or ring still being created";
 	case EPROTO: return "not a shmring ring, or its shared state is corrupt";
 	case EPROTONOSUPPORT: return "the ring has another layout version";
-	case ENOTSUP: return "the ring was made for another page size";
+	case ENOTSUP: return "not supported: a ring made for another page size, or a group on an OVERWRITE ring";
 	case EBUSY: return "busy: a producer is already attached, or endpoints are still open";
 	case EMSGSIZE: return "message larger than the ring's maximum, or buffer too small";
 	case ENOBUFS: return "uncommitted reservations fill the ring: commit first";
@@ -34,6 +34,7 @@ SHMRING_API const char *shmring_strerror(int err)
 	case ETIMEDOUT: return "the deadline passed";
 	case EUSERS: return "every cursor slot of the ring is taken";
 	case EINTR: return "interrupted by a signal";
+	case EOVERFLOW: return "the producer overwrote messages this consumer had not read (see shmring_lost)";
 	case ENODEV: return "the ring's file cannot be mapped";
 	default: return "unknown error";
 	}

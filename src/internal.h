@@ -47,6 +47,12 @@ struct shmring_producer {
 	                         * may be overwritten (cached minimum) */
 	uint32_t nres;          /* records reserved since the last commit */
 	int shut;
+	int overwrite;          /* policy OVERWRITE: never wait, move head */
+	uint64_t seq;           /* sequence number of the next record reserved */
+	uint64_t tail_seq;      /* sequence number of the next record committed */
+	uint64_t head;          /* overwrite: oldest intact record */
+	uint64_t head_seq;      /* overwrite: its sequence number */
+	uint32_t ver;           /* overwrite: our copy of prod->ver */
 	pid_t opener;
 };
 
@@ -54,14 +60,20 @@ struct shmring_consumer {
 	struct shmring *r;
 	struct shm_prod *prod;  /* read-only */
 	struct shm_cshared *cs;
-	struct shm_slot *slot;
+	struct shm_slot *slot;  /* broadcast: the cursor; member: the hold */
+	struct shm_slot *grp;   /* member: the group's shared cursor, else NULL */
 	const uint8_t *data;    /* read-only */
 	uint64_t mask, cap;
 	uint32_t max_message;
-	uint64_t rpos;          /* next record to peek */
-	uint64_t cpos;          /* released position (mirrors slot->pos) */
-	uint64_t cached_tail;   /* last tail seen; reloaded only when rpos reaches it */
+	int overwrite;          /* policy OVERWRITE: validate after reading */
+	uint64_t rpos;          /* broadcast: next record to peek */
+	uint64_t cpos;          /* broadcast: released position (slot->pos) */
+	uint64_t cached_tail;   /* last tail seen; reloaded only when needed */
+	uint64_t seq;           /* overwrite: sequence number of the record at rpos */
+	uint64_t cseq;          /* overwrite: sequence number at cpos */
+	uint64_t lost;          /* overwrite: messages lost to the producer */
 	uint32_t npeeked;       /* records peeked since the last release */
+	int holding;            /* member: slot->pos holds claimed records */
 	pid_t opener;
 };
 
@@ -74,7 +86,8 @@ void futex_wake(a32 *word, int n);
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline);
 int wait_for_room(struct shmring_producer *p, uint64_t end,
 		  const struct timespec *deadline);
-void wake_consumers(struct shm_prod *prod, struct shm_cshared *cs);
+void wake_consumers(struct shmring *r, int n);
+int wait_for_group(struct shmring_consumer *c, const struct timespec *deadline);
 void wake_producer(struct shm_cshared *cs);
 
 /* ring.c */
@@ -82,7 +95,21 @@ void endpoint_add(struct shmring *r, pid_t *opener);
 void endpoint_del(struct shmring *r, pid_t opener);
 uint64_t spin_ns(const struct shmring *r);
 
+int claim_slot(struct shmring *r, struct shm_slot **out);
+int attach_position(struct shmring *r, struct shm_slot *s, unsigned flags, uint64_t *pos);
+int prod_snapshot(const struct shm_prod *prod, uint64_t *head, uint64_t *head_seq,
+		  uint64_t *tail, uint64_t *tail_seq);
+
 /* producer.c */
 int refresh_limit(struct shmring_producer *p);
+
+/* group.c */
+int group_attach(struct shmring_consumer *c, const char *name, unsigned flags);
+void group_leave(struct shmring_consumer *c);
+int group_peek(struct shmring_consumer *c, struct shmring_msg *msgs, unsigned max);
+int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
+	       struct shmring_msg *msgs, unsigned max);
+int group_release(struct shmring_consumer *c);
+int group_has_data(const struct shmring_consumer *c);
 
 #endif

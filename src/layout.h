@@ -22,7 +22,7 @@
 #include "atomics.h"
 
 #define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
-#define SHMRING_LAYOUT_VERSION 1u
+#define SHMRING_LAYOUT_VERSION 2u
 #define SLOT_SIZE 128u
 #define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
 
@@ -60,58 +60,86 @@ _Static_assert(offsetof(struct shm_header, flags) == 76, "layout");
 _Static_assert(offsetof(struct shm_header, create_time) == 80, "layout");
 _Static_assert(sizeof(struct shm_header) == 88, "layout");
 
-/* Producer control.  Only the producer writes here. */
+/*
+ * Producer control.  Only the producer writes here.
+ *
+ * Line 0 is what consumers read on their hot path.  In an OVERWRITE ring the
+ * producer also keeps (head, head_seq, tail_seq) there, under the sequence
+ * counter `ver` (odd while it writes them), so that a consumer can take a
+ * consistent snapshot when it attaches or finds itself lapped.
+ */
 struct shm_prod {
-	/* line 0: the hot published position, alone */
+	/* line 0 */
 	a64 tail;              /* end of the last published record */
-	uint8_t pad0[LINE - 8];
+	a64 tail_seq;          /* messages published so far (overwrite: under ver) */
+	a64 head;              /* overwrite: oldest intact record (under ver) */
+	a64 head_seq;          /* overwrite: sequence number of the record at head */
+	a32 ver;               /* overwrite: snapshot counter, odd while writing */
+	uint32_t pad0;
+	uint8_t pad1[LINE - 40];
 	/* line 1: slow-path state */
-	a64 reclaim;           /* the producer may overwrite data below this */
-	a32 wake_seq;          /* futex consumers sleep on; bumped to wake them */
+	a64 reclaim;           /* block: the producer may overwrite data below this */
+	a32 wake_seq;          /* futex broadcast consumers sleep on */
 	a32 closed;            /* 1 once a producer shut down; 0 while one runs */
 	a32 owner;             /* 0, or the producer's pid while one is attached */
-	uint32_t pad1;
+	uint32_t pad2;
 	a64 owner_start;       /* reserved for liveness: owner's start time */
-	a64 head;              /* reserved: oldest intact record (overwrite) */
-	uint8_t pad2[LINE - 40];
+	uint8_t pad3[LINE - 32];
 };
 _Static_assert(offsetof(struct shm_prod, tail) == 0, "layout");
+_Static_assert(offsetof(struct shm_prod, tail_seq) == 8, "layout");
+_Static_assert(offsetof(struct shm_prod, head) == 16, "layout");
+_Static_assert(offsetof(struct shm_prod, head_seq) == 24, "layout");
+_Static_assert(offsetof(struct shm_prod, ver) == 32, "layout");
 _Static_assert(offsetof(struct shm_prod, reclaim) == 128, "layout");
 _Static_assert(offsetof(struct shm_prod, wake_seq) == 136, "layout");
 _Static_assert(offsetof(struct shm_prod, closed) == 140, "layout");
 _Static_assert(offsetof(struct shm_prod, owner) == 144, "layout");
 _Static_assert(offsetof(struct shm_prod, owner_start) == 152, "layout");
-_Static_assert(offsetof(struct shm_prod, head) == 160, "layout");
 _Static_assert(sizeof(struct shm_prod) == 256, "layout");
 
 /* The consumers' shared line, first in the consumer area. */
 struct shm_cshared {
-	a32 sleepers;          /* consumers inside the futex-sleep protocol */
+	a32 sleepers;          /* broadcast consumers inside the sleep protocol */
 	a32 prod_waiting;      /* 1 while the producer sleeps for room */
 	a32 prod_wake_seq;     /* futex the producer sleeps on */
 	a32 hiwater;           /* 1 + highest slot index ever claimed */
-	uint8_t pad[LINE - 16];
+	a32 gsleepers;         /* group members inside the sleep protocol */
+	a32 glock;             /* 0, or the pid creating a group (see group.c) */
+	uint8_t pad[LINE - 24];
 };
 _Static_assert(offsetof(struct shm_cshared, sleepers) == 0, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_waiting) == 4, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_wake_seq) == 8, "layout");
 _Static_assert(offsetof(struct shm_cshared, hiwater) == 12, "layout");
+_Static_assert(offsetof(struct shm_cshared, gsleepers) == 16, "layout");
+_Static_assert(offsetof(struct shm_cshared, glock) == 20, "layout");
 _Static_assert(sizeof(struct shm_cshared) == LINE, "layout");
 
 enum { SLOT_FREE = 0, SLOT_CLAIMED = 1, SLOT_ACTIVE = 2 };
-enum { KIND_BROADCAST = 1 };
+/* BROADCAST: pos is the consumer's cursor.  GROUP: pos is the cursor its
+ * members share (they advance it by compare-and-swap).  MEMBER: one per group
+ * member; pos is a hold, the start of records it claimed and reads in place,
+ * or HOLD_NONE. */
+enum { KIND_BROADCAST = 1, KIND_GROUP = 2, KIND_MEMBER = 3 };
+#define HOLD_NONE UINT64_MAX
+#define GROUP_NAME_MAX 31u
 
-/* One cursor.  Written by its consumer, read by the producer. */
+/* One cursor.  Written by its consumer(s), read by the producer. */
 struct shm_slot {
-	a64 pos;               /* everything below was released */
+	a64 pos;               /* everything below was released (see KIND_*) */
 	a32 state;             /* SLOT_* */
 	a32 kind;              /* KIND_* */
-	a32 owner;             /* consumer's pid */
+	a32 owner;             /* consumer's pid (group: its creator's) */
 	uint32_t pad0;
 	a64 owner_start;       /* reserved for liveness */
-	a32 futex;             /* reserved: per-cursor wake-ups */
+	a32 futex;             /* group: members sleep here */
 	a32 notify;            /* reserved: notification settings */
-	uint8_t pad1[SLOT_SIZE - 40];
+	a64 members;           /* group: generation << 32 | member count */
+	a32 gsleep;            /* group: members inside the sleep protocol */
+	a32 group;             /* member: index of its group's slot */
+	char name[GROUP_NAME_MAX + 1]; /* group: its name, NUL-terminated */
+	uint8_t pad1[SLOT_SIZE - 88];
 };
 _Static_assert(offsetof(struct shm_slot, pos) == 0, "layout");
 _Static_assert(offsetof(struct shm_slot, state) == 8, "layout");
@@ -120,12 +148,16 @@ _Static_assert(offsetof(struct shm_slot, owner) == 16, "layout");
 _Static_assert(offsetof(struct shm_slot, owner_start) == 24, "layout");
 _Static_assert(offsetof(struct shm_slot, futex) == 32, "layout");
 _Static_assert(offsetof(struct shm_slot, notify) == 36, "layout");
+_Static_assert(offsetof(struct shm_slot, members) == 40, "layout");
+_Static_assert(offsetof(struct shm_slot, gsleep) == 48, "layout");
+_Static_assert(offsetof(struct shm_slot, group) == 52, "layout");
+_Static_assert(offsetof(struct shm_slot, name) == 56, "layout");
 _Static_assert(sizeof(struct shm_slot) == SLOT_SIZE, "layout");
 
 /* A record: this header, then len payload bytes, padded to 8. */
 struct shm_rec {
 	uint32_t len;
-	uint32_t flags;        /* 0; reserved */
+	uint32_t seq;          /* low 32 bits of the message's sequence number */
 };
 _Static_assert(sizeof(struct shm_rec) == 8, "layout");
 

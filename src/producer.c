@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,26 +17,37 @@
 /* The lowest live cursor, or the committed tail when none is attached.  A
  * cursor outside [limit, tail] is clamped: one below the limit is a consumer
  * still finishing its attach (it moves up to the published reclaim), one
- * past the tail is corrupt and only loses its own data. */
+ * past the tail is corrupt or a member's empty hold (HOLD_NONE), and only
+ * loses its own data.
+ *
+ * Two passes: first the cursors (broadcast and group), then the members'
+ * holds.  A member stores its hold before the compare-and-swap that moves its
+ * group's cursor past the records it claimed; so if the first pass saw the
+ * moved cursor (acquire), the second sees the hold. */
 static uint64_t scan_min(struct shmring_producer *p)
 {
 	uint64_t m = p->tail;
 	uint32_t hw = load_acquire(&p->cs->hiwater);
 	if (hw > p->nslots)
 		hw = p->nslots;
-	for (uint32_t i = 0; i < hw; i++) {
-		struct shm_slot *s = &p->slots[i];
-		/* Pairs with store_release(state, ACTIVE) in consumer_attach(). */
-		if (load_acquire(&s->state) != SLOT_ACTIVE)
-			continue;
-		/* Pairs with the consumer's store_release(pos) in
-		 * shmring_release(): its reads of the data happen before we
-		 * overwrite it. */
-		uint64_t c = load_acquire(&s->pos);
-		if (c - p->limit > p->tail - p->limit)
-			c = c < p->limit ? p->limit : p->tail;
-		if (c < m)
-			m = c;
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < hw; i++) {
+			struct shm_slot *s = &p->slots[i];
+			/* Pairs with store_release(state, ACTIVE) in
+			 * claim_slot()'s callers. */
+			if (load_acquire(&s->state) != SLOT_ACTIVE)
+				continue;
+			if ((load_relaxed(&s->kind) == KIND_MEMBER) != pass)
+				continue;
+			/* Pairs with the consumers' store_release(pos) and
+			 * cas64(pos): their reads of the data happen before
+			 * we overwrite it. */
+			uint64_t c = load_acquire(&s->pos);
+			if (c - p->limit > p->tail - p->limit)
+				c = c < p->limit ? p->limit : p->tail;
+			if (c < m)
+				m = c;
+		}
 	}
 	return m;
 }
@@ -108,8 +120,19 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->mask = r->g.capacity - 1;
 	p->nslots = r->g.nslots;
 	p->max_message = r->g.max_message;
+	p->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
 	/* Continue where the previous producer stopped. */
 	p->tail = p->rtail = load_acquire(&r->prod->tail);
+	p->seq = p->tail_seq = load_relaxed(&r->prod->tail_seq);
+	p->head = load_relaxed(&r->prod->head);
+	p->head_seq = load_relaxed(&r->prod->head_seq);
+	p->ver = load_relaxed(&r->prod->ver);
+	if (p->ver & 1) /* a producer died while writing the snapshot */
+		p->ver++;
+	if (p->head > p->tail || p->tail - p->head > p->cap) { /* corrupt */
+		p->head = p->tail;
+		p->head_seq = p->tail_seq;
+	}
 	p->limit = load_relaxed(&r->prod->reclaim);
 	if (p->limit > p->tail || p->tail - p->limit > p->cap)
 		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
@@ -129,12 +152,13 @@ SHMRING_API int shmring_producer_shutdown(struct shmring_producer *p)
 		return 0;
 	p->shut = 1;
 	p->rtail = p->tail;
+	p->seq = p->tail_seq;
 	p->nres = 0;
 	signal_fence();
 	/* Pairs with the consumers' load_acquire(closed) in shmring_peek(). */
 	store_release(&p->prod->closed, 1);
 	store_release(&p->prod->owner, 0);
-	wake_consumers(p->prod, p->cs);
+	wake_consumers(p->r, INT_MAX);
 	return 0;
 }
 
@@ -151,6 +175,32 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *p)
 	return 0;
 }
 
+/*
+ * Overwrite: before writing a record that ends at `end`, move head past every
+ * record the write will destroy, and publish it.  Consumers read a record,
+ * then (acquire fence) head: if they may have read overwritten bytes, they
+ * see the new head.  The release fence orders the head stores before the
+ * record stores that follow.
+ */
+static void advance_head(struct shmring_producer *p, uint64_t end)
+{
+	uint64_t h = p->head, hs = p->head_seq;
+	while (end - h > p->cap) {
+		/* Our own committed records: consumers cannot write the data. */
+		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
+		h += SHMRING_RECORD_SIZE(rec->len);
+		hs++;
+	}
+	p->head = h;
+	p->head_seq = hs;
+	store_relaxed(&p->prod->ver, ++p->ver); /* odd: writing */
+	fence_release();
+	store_relaxed(&p->prod->head, h);
+	store_relaxed(&p->prod->head_seq, hs);
+	store_release(&p->prod->ver, ++p->ver);
+	fence_release();
+}
+
 static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 {
 	if (p->shut)
@@ -158,7 +208,13 @@ static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 	if (len > p->max_message)
 		return -EMSGSIZE;
 	uint64_t end = p->rtail + SHMRING_RECORD_SIZE(len);
-	if (end - p->limit > p->cap) {
+	if (p->overwrite) {
+		/* One commit cannot hold more than the ring. */
+		if (end - p->tail > p->cap)
+			return -ENOBUFS;
+		if (end - p->head > p->cap)
+			advance_head(p, end);
+	} else if (end - p->limit > p->cap) {
 		/* Room can only come from consumers catching up to the tail. */
 		if (end - p->tail > p->cap)
 			return -ENOBUFS;
@@ -168,7 +224,7 @@ static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 	}
 	struct shm_rec *rec = (struct shm_rec *)(p->data + (p->rtail & p->mask));
 	rec->len = (uint32_t)len;
-	rec->flags = 0;
+	rec->seq = (uint32_t)p->seq++;
 	*data = rec + 1;
 	p->rtail = end;
 	p->nres++;
@@ -204,10 +260,18 @@ static inline int commit(struct shmring_producer *p)
 		return 0;
 	p->nres = 0;
 	p->tail = p->rtail;
+	p->tail_seq = p->seq;
+	if (p->overwrite) {
+		store_relaxed(&p->prod->ver, ++p->ver);
+		fence_release();
+	}
+	store_relaxed(&p->prod->tail_seq, p->tail_seq);
 	/* Publishes the records: pairs with the consumers' load_acquire(tail)
-	 * in shmring_peek(). */
+	 * in peek(). */
 	store_release(&p->prod->tail, p->tail);
-	wake_consumers(p->prod, p->cs);
+	if (p->overwrite)
+		store_release(&p->prod->ver, ++p->ver);
+	wake_consumers(p->r, (int)n);
 	return (int)n;
 }
 
@@ -229,6 +293,7 @@ SHMRING_API int shmring_abort(struct shmring_producer *p)
 	int n = (int)p->nres;
 	p->nres = 0;
 	p->rtail = p->tail;
+	p->seq = p->tail_seq;
 	return n;
 }
 

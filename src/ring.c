@@ -54,7 +54,7 @@ static int read_opts(const struct shmring_opts *o, struct opts_in *in)
 			if (((const unsigned char *)o)[i])
 				return -EINVAL;
 	}
-	if (z.flags || z.policy != SHMRING_POLICY_BLOCK)
+	if (z.flags || (z.policy != SHMRING_POLICY_BLOCK && z.policy != SHMRING_POLICY_OVERWRITE))
 		return -EINVAL;
 	if (z.mode & ~07777u)
 		return -EINVAL;
@@ -99,7 +99,8 @@ static int validate(const struct shm_header *h, uint64_t file_size, struct shm_g
 		return -EPROTO;
 	if (h->nslots == 0 || h->nslots > SHMRING_MAX_CONSUMERS || h->slot_size != SLOT_SIZE)
 		return -EPROTO;
-	if (h->policy != SHMRING_POLICY_BLOCK || h->flags != 0)
+	if ((h->policy != SHMRING_POLICY_BLOCK && h->policy != SHMRING_POLICY_OVERWRITE) ||
+	    h->flags != 0)
 		return -EPROTO;
 	shm_geometry(g, cap, h->nslots, h->page_size);
 	if (h->prod_off != g->prod_off || h->ctab_off != g->ctab_off ||
@@ -397,8 +398,14 @@ SHMRING_API int shmring_info(const struct shmring *r, struct shmring_info *info)
 	uint32_t hw = load_acquire(&r->cs->hiwater);
 	if (hw > r->g.nslots)
 		hw = r->g.nslots;
-	for (uint32_t i = 0; i < hw; i++)
-		info->consumers += load_acquire(&r->slots[i].state) == SLOT_ACTIVE;
+	for (uint32_t i = 0; i < hw; i++) {
+		if (load_acquire(&r->slots[i].state) != SLOT_ACTIVE)
+			continue;
+		if (load_relaxed(&r->slots[i].kind) == KIND_GROUP)
+			info->groups++;
+		else
+			info->consumers++;
+	}
 	return 0;
 }
 

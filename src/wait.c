@@ -78,16 +78,38 @@ void futex_wake(a32 *word, int n)
 	errno = saved;
 }
 
-/* Producer side, after publishing or closing. */
-void wake_consumers(struct shm_prod *prod, struct shm_cshared *cs)
+/* Wakes up to n members of each group that has sleepers. */
+static void wake_groups(struct shmring *r, int n)
+{
+	uint32_t hw = load_acquire(&r->cs->hiwater);
+	if (hw > r->g.nslots)
+		hw = r->g.nslots;
+	for (uint32_t i = 0; i < hw; i++) {
+		struct shm_slot *g = &r->slots[i];
+		if (load_relaxed(&g->kind) != KIND_GROUP || load_relaxed(&g->gsleep) == 0)
+			continue;
+		atomic_fetch_add_explicit(&g->futex, 1, memory_order_release);
+		futex_wake(&g->futex, n);
+	}
+}
+
+/*
+ * Producer side, after publishing n records or closing (n = INT_MAX).
+ * Broadcast sleepers all wake; each group wakes at most n members, one per
+ * record, since each record goes to one member.
+ */
+void wake_consumers(struct shmring *r, int n)
 {
 	/* The caller stored tail or closed before this fence; pairs with the
-	 * fence in wait_for_data() after a sleeper announces itself. */
+	 * fences in wait_for_data() and wait_for_group() after a sleeper
+	 * announces itself. */
 	fence_full();
-	if (load_relaxed(&cs->sleepers) == 0)
-		return;
-	atomic_fetch_add_explicit(&prod->wake_seq, 1, memory_order_release);
-	futex_wake(&prod->wake_seq, INT_MAX);
+	if (load_relaxed(&r->cs->sleepers)) {
+		atomic_fetch_add_explicit(&r->prod->wake_seq, 1, memory_order_release);
+		futex_wake(&r->prod->wake_seq, INT_MAX);
+	}
+	if (load_relaxed(&r->cs->gsleepers))
+		wake_groups(r, n);
 }
 
 /* Consumer side, after releasing room or detaching. */
@@ -137,6 +159,42 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 		int rc = ready ? 0 : futex_wait_until(&c->prod->wake_seq, v, deadline);
 		atomic_fetch_sub_explicit(&c->cs->sleepers, 1, memory_order_relaxed);
 		if (ready || has_data(c))
+			return 0;
+		if (rc == -ETIMEDOUT || deadline_passed(deadline))
+			return -ETIMEDOUT;
+	}
+}
+
+/* A group member: sleeps on its group's futex, counted in the group's
+ * gsleep and the ring's gsleepers, so that the producer wakes one member per
+ * record instead of all of them. */
+int wait_for_group(struct shmring_consumer *c, const struct timespec *deadline)
+{
+	uint64_t start = now_ns(), spin = spin_ns(c->r);
+	struct shm_slot *g = c->grp;
+
+	for (unsigned i = 1; spin; i++) {
+		if (group_has_data(c))
+			return 0;
+		cpu_relax();
+		if ((i & 63) == 0) {
+			uint64_t t = now_ns();
+			if (deadline && t >= ts_ns(deadline))
+				return -ETIMEDOUT;
+			if (t - start >= spin)
+				break;
+		}
+	}
+	for (;;) {
+		uint32_t v = load_acquire(&g->futex);
+		atomic_fetch_add_explicit(&g->gsleep, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
+		fence_full(); /* pairs with the fence in wake_consumers() */
+		int ready = group_has_data(c);
+		int rc = ready ? 0 : futex_wait_until(&g->futex, v, deadline);
+		atomic_fetch_sub_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&g->gsleep, 1, memory_order_relaxed);
+		if (ready || group_has_data(c))
 			return 0;
 		if (rc == -ETIMEDOUT || deadline_passed(deadline))
 			return -ETIMEDOUT;
