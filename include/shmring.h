@@ -188,7 +188,9 @@ SHMRING_API int shmring_deadline(struct timespec *deadline, uint64_t timeout_ns)
  *
  * Returns 0 and sets *ring, or:
  *   -EINVAL  bad name, NULL argument, bad option (unknown policy or flags,
- *            capacity or max_consumers over the limit, opts->size too small)
+ *            capacity or max_consumers over the limit, mode bits outside
+ *            07777, opts->size too small, or non-zero bytes past the
+ *            fields this library knows)
  *   -EEXIST  a ring or other object of that name exists
  *   -ENOSPC  not enough shared memory for the ring
  *   -EACCES, -EMFILE, -ENFILE, -ENOMEM, -ENAMETOOLONG: from the system
@@ -281,8 +283,8 @@ SHMRING_API int shmring_producer_open(struct shmring *ring,
  * Stops producing without freeing anything, so a signal handler (say for
  * SIGTERM) may call it: discards uncommitted reservations, marks the ring
  * closed, gives up the producer role and wakes every sleeping consumer; they
- * drain what was published, then get -EPIPE.  Later calls on this handle
- * other than shmring_producer_close() return -EPIPE.  Returns 0 (also when
+ * drain what was published, then get -EPIPE.  Later reserves, commits, aborts
+ * and sends on this handle return -EPIPE; a second shutdown returns 0.  Returns 0 (also when
  * already shut down), or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_producer_shutdown(struct shmring_producer *producer);
@@ -324,8 +326,9 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *producer, size_t l
 
 /*
  * Publishes every record reserved since the last commit, with one store, and
- * wakes sleeping consumers (one system call, made only if some consumer
- * sleeps).  Returns the number of records published (0 if none), -EPIPE
+ * wakes sleeping consumers: no system call while none sleeps; else one for
+ * all sleeping broadcast consumers and one per group with sleeping members
+ * (waking at most one member per record).  Returns the number of records published (0 if none), -EPIPE
  * after shmring_producer_shutdown(), or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_commit(struct shmring_producer *producer);
@@ -357,7 +360,10 @@ SHMRING_API int shmring_send_wait(struct shmring_producer *producer, const void 
  * and in policy BLOCK the producer waits for it.
  * Returns 0 and sets *consumer, or -EINVAL (NULL argument, unknown flags),
  * -EUSERS (every cursor slot is taken), -EACCES (ring opened from a
- * read-only fd), -ENOMEM.
+ * read-only fd), -ENOMEM; in policy OVERWRITE also -EAGAIN (the producer's
+ * position could not be read consistently: it stopped in the middle of an
+ * update, or runs in a signal handler that interrupted this call) and
+ * -EPROTO (the producer's state is corrupt).
  */
 SHMRING_API int shmring_consumer_open(struct shmring *ring, unsigned flags,
 				      struct shmring_consumer **consumer);
@@ -434,7 +440,9 @@ SHMRING_API int shmring_peek_wait(struct shmring_consumer *consumer,
  * room; pointers from shmring_peek() are then invalid.  Wakes the producer if
  * it sleeps for room.  Returns the number of messages released (0 if none),
  * -EOVERFLOW (OVERWRITE: some of them were overwritten while held; none of
- * them is good, and they count as lost), or -EINVAL for NULL.  [AS-safe]
+ * them is good, and they count as lost), -EAGAIN or -EPROTO (OVERWRITE, while
+ * handling a lap: as for shmring_consumer_open(); the messages stay peeked),
+ * or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_release(struct shmring_consumer *consumer);
 
@@ -464,8 +472,9 @@ SHMRING_API int shmring_recv_wait(struct shmring_consumer *consumer, void *buf,
  * msgs[0..n-1] with pointers into the ring, and returns n.  For a group
  * member the n messages are claimed with one compare-and-swap.  Release them
  * with one shmring_release().  Returns n >= 1, or the errors of
- * shmring_peek() (-EINVAL also for max == 0); -EAGAIN and -EPIPE only when
- * no message is available.  [AS-safe]
+ * shmring_peek() (-EINVAL also for max == 0).  An error met after some
+ * messages were taken ends the batch early, and the next call reports it;
+ * except -EOVERFLOW, which drops the whole batch.  [AS-safe]
  */
 SHMRING_API int shmring_peek_batch(struct shmring_consumer *consumer,
 				   struct shmring_msg *msgs, unsigned max);

@@ -319,7 +319,9 @@ static int peek_batch(struct shmring_consumer *c, struct shmring_msg *msgs, unsi
 		size_t n = 0;
 		int rc = next_record(c, &d, &n);
 		if (rc) {
-			if (k && (rc == -EAGAIN || rc == -EPIPE))
+			/* Return what was good; the error comes next call.
+			 * Lapped: what was peeked is gone too. */
+			if (k && rc != -EOVERFLOW)
 				break;
 			return rc;
 		}
@@ -339,8 +341,12 @@ static int peek_batch(struct shmring_consumer *c, struct shmring_msg *msgs, unsi
 static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 		      struct shmring_msg *msgs, unsigned max)
 {
-	if (c->grp)
-		return group_recv(c, buf, buflen, msgs, max);
+	if (c->grp) {
+		int k = group_recv(c, buf, buflen, msgs, max);
+		if (k > 0)
+			group_release(c); /* and what was peeked before */
+		return k;
+	}
 	size_t off = 0;
 	unsigned k = 0;
 	while (k < max) {

@@ -32,6 +32,8 @@ static uint64_t ts_ns(const struct timespec *ts)
 {
 	if (ts->tv_sec < 0)
 		return 0;
+	if ((uint64_t)ts->tv_sec >= UINT64_MAX / 1000000000u)
+		return UINT64_MAX; /* centuries away: never */
 	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
 }
 
