@@ -228,6 +228,10 @@ static int attach_fd(int fd, struct shmring **out)
 	rc = map_ring(r);
 	if (rc)
 		goto fail;
+	/* Liveness needs a private open file description per endpoint. */
+	int t = live_open(r);
+	r->live = t >= 0;
+	live_close(t);
 	*out = r;
 	return 0;
 fail:
