@@ -198,9 +198,9 @@ SHMRING_API int shmring_deadline(struct timespec *deadline, uint64_t timeout_ns)
 
 /*
  * Creates a new ring under the POSIX shared-memory name `name` ("/x", one
- * leading slash, no other slash, at most 255 bytes) and maps it.  The object
- * is created with O_EXCL and its storage allocated in full now, so a full
- * /dev/shm fails here rather than with SIGBUS later.
+ * leading slash, no other slash, not "/." or "/..", at most 255 bytes) and
+ * maps it.  The object is created with O_EXCL and its storage allocated in
+ * full now, so a full /dev/shm fails here rather than with SIGBUS later.
  *
  * Returns 0 and sets *ring, or:
  *   -EINVAL  bad name, NULL argument, bad option (unknown policy or flags,

@@ -415,7 +415,7 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 				return rc;
 			break;
 		}
-		if (n > buflen - off) {
+		if (off > buflen || n > buflen - off) {
 			if (k)
 				break;
 			msgs[0].len = n;
@@ -427,9 +427,7 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 		msgs[k].len = n;
 		take(c, n);
 		k++;
-		off += (n + 7) & ~(size_t)7;
-		if (off > buflen)
-			off = buflen;
+		off += (n + 7) & ~(size_t)7; /* may pass buflen: checked above */
 	}
 	int rc = release(c);
 	if (rc < 0)

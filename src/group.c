@@ -358,7 +358,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 				stale = k == 0;
 				break;
 			}
-			if ((size_t)n > buflen - off) {
+			if (off > buflen || (size_t)n > buflen - off) {
 				if (k)
 					break;
 				if (load_acquire(&c->grp->pos) != p) {
@@ -374,8 +374,6 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 			msgs[k].data = (uint8_t *)buf + off;
 			msgs[k].len = (size_t)n;
 			off += ((size_t)n + 7) & ~(size_t)7;
-			if (off > buflen)
-				off = buflen;
 			end += SHMRING_RECORD_SIZE(n);
 			k++;
 		}

@@ -21,7 +21,8 @@ static uint32_t page_size(void)
 	return (uint32_t)sysconf(_SC_PAGESIZE);
 }
 
-/* "/name": one leading slash, no other, 2..NAME_MAX bytes in all. */
+/* "/name": one leading slash, no other, 2..NAME_MAX bytes in all, and not
+ * "/." or "/..". */
 static int check_name(const char *name)
 {
 	if (!name || name[0] != '/' || name[1] == '\0')
@@ -30,6 +31,9 @@ static int check_name(const char *name)
 	if (n > NAME_MAX)
 		return -ENAMETOOLONG;
 	if (strchr(name + 1, '/'))
+		return -EINVAL;
+	/* "." and ".." would name /dev/shm itself or its parent. */
+	if (!strcmp(name, "/.") || !strcmp(name, "/.."))
 		return -EINVAL;
 	return 0;
 }
