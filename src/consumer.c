@@ -118,8 +118,8 @@ static int attach_overwrite(struct shmring_consumer *c, struct shm_slot *s, unsi
 	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
 	if (rc)
 		return rc;
-	if (h > t || t - h > c->cap || t - h < ts - hs)
-		return -EPROTO; /* fewer bytes than 8 per record: corrupt */
+	if (h > t || t - h > c->cap || t - h < ts - hs || ((h | t) & 7))
+		return -EPROTO; /* fewer bytes than 8 per record, or misaligned */
 	int oldest = flags & SHMRING_START_OLDEST;
 	c->rpos = c->cpos = c->cached_tail = oldest ? h : t;
 	c->seq = c->cseq = oldest ? hs : ts;
@@ -185,6 +185,11 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 		uint64_t pos;
 		attach_position(r, s, flags, &pos);
 		c->rpos = c->cpos = c->cached_tail = pos;
+		if (pos & 7) { /* records are 8-aligned: a corrupt ring */
+			store_release(&s->state, SLOT_FREE);
+			consumer_free(c);
+			return -EPROTO;
+		}
 	}
 	endpoint_add(r, &c->opener);
 	*out = c;
@@ -284,7 +289,7 @@ static int lapped(struct shmring_consumer *c)
 	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
 	if (rc)
 		return rc;
-	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos)
+	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos || (h & 7))
 		return -EPROTO;
 	c->lost += hs - c->cseq;
 	c->rpos = c->cpos = h;
@@ -423,7 +428,7 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 		}
 		if (n)
 			memcpy((uint8_t *)buf + off, d, n);
-		msgs[k].data = (uint8_t *)buf + off;
+		msgs[k].data = buf ? (uint8_t *)buf + off : NULL;
 		msgs[k].len = n;
 		take(c, n);
 		k++;

@@ -266,10 +266,10 @@ static int cursor(struct shmring_consumer *c, uint64_t *pp, uint64_t *avail)
 		}
 		*pp = p;
 		*avail = c->cached_tail - p;
-		if (*avail <= c->cap)
+		if (*avail <= c->cap && !(p & 7))
 			return 0;
 		/* A cursor read long before the tail may be a lap behind it:
-		 * only corrupt if the cursor has not moved since. */
+		 * only corrupt (or misaligned) if it has not moved since. */
 		if (load_acquire(&c->grp->pos) == p)
 			return -EPROTO;
 	}
@@ -354,10 +354,8 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 		int stale = 0;
 		while (k < max && end - p < avail) {
 			int64_t n = rec_len(c, end, avail - (end - p));
-			if (n < 0) {
-				stale = k == 0;
+			if (n < 0)
 				break;
-			}
 			if (off > buflen || (size_t)n > buflen - off) {
 				if (k)
 					break;
@@ -371,7 +369,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 			if (n)
 				memcpy((uint8_t *)buf + off,
 				       c->data + (end & c->mask) + SHMRING_RECORD_HDR, (size_t)n);
-			msgs[k].data = (uint8_t *)buf + off;
+			msgs[k].data = buf ? (uint8_t *)buf + off : NULL;
 			msgs[k].len = (size_t)n;
 			off += ((size_t)n + 7) & ~(size_t)7;
 			end += SHMRING_RECORD_SIZE(n);

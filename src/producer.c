@@ -142,7 +142,17 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->ver = load_relaxed(&r->prod->ver);
 	if (p->ver & 1) /* a producer died while writing the snapshot */
 		p->ver++;
-	if (p->head > p->tail || p->tail - p->head > p->cap) { /* corrupt */
+	if (p->tail & 7) { /* records are 8-aligned: a corrupt ring */
+		store_release(&r->prod->owner, 0);
+		int fd = p->lockfd;
+		if (made_rw && r->producers == 0)
+			protect_ro(r);
+		live_close(fd);
+		free(p);
+		errno = saved;
+		return -EPROTO;
+	}
+	if (p->head > p->tail || p->tail - p->head > p->cap || (p->head & 7)) { /* corrupt */
 		p->head = p->tail;
 		p->head_seq = p->tail_seq;
 	}
@@ -204,9 +214,18 @@ static void advance_head(struct shmring_producer *p, uint64_t end)
 {
 	uint64_t h = p->head, hs = p->head_seq;
 	while (end - h > p->cap) {
-		/* Our own committed records: consumers cannot write the data. */
+		/* Committed records, ours or a previous producer's.  Consumers
+		 * cannot write the data, but a length that cannot be right
+		 * (a corrupt ring) must not send us past the tail: then
+		 * everything up to the tail is given up. */
 		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
-		h += SHMRING_RECORD_SIZE(rec->len);
+		uint32_t len = *(const volatile uint32_t *)&rec->len;
+		if (len > p->max_message || SHMRING_RECORD_SIZE(len) > p->tail - h) {
+			h = p->tail;
+			hs = p->tail_seq;
+			break;
+		}
+		h += SHMRING_RECORD_SIZE(len);
 		hs++;
 	}
 	p->head = h;
