@@ -96,7 +96,7 @@ int prod_snapshot(const struct shm_prod *cprod, uint64_t *head, uint64_t *head_s
 		  uint64_t *tail, uint64_t *tail_seq)
 {
 	struct shm_prod *prod = (struct shm_prod *)cprod;
-	for (unsigned i = 0; i < (1u << 22); i++) {
+	for (unsigned i = 0; i < (1u << 16); i++) {
 		uint32_t v = load_acquire(&prod->ver);
 		if (!(v & 1)) {
 			uint64_t h = load_relaxed(&prod->head), hs = load_relaxed(&prod->head_seq);
@@ -287,8 +287,8 @@ static int lapped(struct shmring_consumer *c)
 {
 	uint64_t h, hs, t, ts;
 	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
-	if (rc)
-		return rc;
+	if (rc) /* a live producer is mid-update; a dead one never finishes */
+		return live_held(c->r, c->r->g.prod_off) ? rc : -EPROTO;
 	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos || (h & 7))
 		return -EPROTO;
 	c->lost += hs - c->cseq;
@@ -467,6 +467,10 @@ SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data,
 		int rc = shmring_peek(c, data, len);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
@@ -490,6 +494,10 @@ SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmri
 		int rc = peek_batch(c, msgs, max);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
@@ -524,6 +532,10 @@ SHMRING_API int shmring_recv_wait(struct shmring_consumer *c, void *buf, size_t 
 		int rc = shmring_recv(c, buf, buflen, len);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
@@ -548,6 +560,10 @@ SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *c, void *buf, s
 		int rc = recv_batch(c, buf, buflen, msgs, max);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
