@@ -4,6 +4,7 @@
 #   make test            unit and multi-process tests (Criterion)
 #   make asan            the tests under ASan + UBSan (in build-asan/), smaller counts
 #   make check-symbols   exported symbols == header == version script
+#   make fuzz            libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make install/uninstall  PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
 # Build variants: SAN=asan (ASan+UBSan) builds into build-asan/; CC=clang works.
 
@@ -154,4 +155,7 @@ uninstall:
 		s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${f##*/}; done; fi
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-clang build-fuzz
+
+# libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
+include fuzz/fuzz.mk
