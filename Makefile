@@ -4,6 +4,7 @@
 #   make test            unit and multi-process tests (Criterion)
 #   make asan            the tests under ASan + UBSan (in build-asan/), smaller counts
 #   make check-symbols   exported symbols == header == version script
+#   make fuzz            libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make install/uninstall  PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
 # Build variants: SAN=asan (ASan+UBSan) builds into build-asan/; CC=clang works.
 
@@ -45,7 +46,7 @@ Q := @
 msg = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-LIB_SRCS := src/ring.c src/producer.c src/consumer.c src/group.c src/wait.c src/error.c
+LIB_SRCS := src/ring.c src/producer.c src/consumer.c src/group.c src/live.c src/wait.c src/error.c
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 PIC_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/pic/%.o)
 HDRS := include/shmring.h $(wildcard src/*.h)
@@ -154,4 +155,7 @@ uninstall:
 		s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${f##*/}; done; fi
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-clang build-fuzz
+
+# libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
+include fuzz/fuzz.mk

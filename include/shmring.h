@@ -50,6 +50,22 @@
  * it.  An inherited endpoint handle must then be used by only one of the two
  * processes.  Endpoints are counted per process for shmring_close(): a child
  * may close an inherited ring handle without closing the parent's endpoints.
+ *
+ * Liveness: a dead peer never blocks the living.  Each endpoint holds a lock
+ * on one byte of the ring's file through an open file description of its
+ * own (fcntl F_OFD_SETLK); the kernel drops it when the owner dies, however
+ * it dies.  Peers test it (F_OFD_GETLK) only off the hot path: a producer
+ * that has waited 20 ms for room frees the cursors of dead
+ * consumers and group members holding it back (a non-blocking producer does
+ * so every 20 ms while it gets -EAGAIN); a consumer with nothing to read
+ * checks the producer every 50 ms and, if it died, gets -EPIPE once it has
+ * drained what was published; shmring_producer_open() takes over a ring
+ * whose producer died; an attach that finds every slot taken frees those of
+ * dead owners.  Pids play no part, so pid reuse and pid namespaces do not
+ * matter.  Limits: an endpoint opened before fork() shares its lock with the
+ * child, so it counts as alive while either process lives (open endpoints in
+ * the process that uses them); without /proc mounted there is no liveness
+ * checking and every peer is taken to be alive.
  */
 #ifndef SHMRING_H
 #define SHMRING_H
@@ -134,7 +150,7 @@ struct shmring_info {
 	uint32_t consumers;     /* broadcast consumers and group members now */
 	uint32_t policy;        /* enum shmring_policy */
 	uint32_t groups;        /* consumer groups now */
-	int producer;           /* 1 if a producer is attached, else 0 */
+	int producer;           /* 1 if a live producer is attached, else 0 */
 	int closed;             /* 1 if the last producer closed the ring */
 };
 
@@ -271,8 +287,10 @@ SHMRING_API int shmring_unlink(const char *name);
 
 /*
  * Becomes the ring's producer.  Continues the sequence where the previous
- * producer (if any) stopped and clears the ring's closed state.
- * Returns 0 and sets *producer, or -EBUSY if another producer is attached,
+ * producer (if any) stopped and clears the ring's closed state.  If the
+ * previous producer died, takes over: what it reserved and never committed
+ * is discarded, never seen by consumers.
+ * Returns 0 and sets *producer, or -EBUSY if another live producer is attached,
  * -EINVAL for NULL arguments, -ENOMEM, -EACCES if the ring's fd was not
  * opened for writing.
  */
@@ -359,7 +377,8 @@ SHMRING_API int shmring_send_wait(struct shmring_producer *producer, const void 
  * its start position on (flags: SHMRING_START_NEWEST or SHMRING_START_OLDEST),
  * and in policy BLOCK the producer waits for it.
  * Returns 0 and sets *consumer, or -EINVAL (NULL argument, unknown flags),
- * -EUSERS (every cursor slot is taken), -EACCES (ring opened from a
+ * -EUSERS (every cursor slot is taken by a live consumer: slots of dead ones
+ * are freed first), -EACCES (ring opened from a
  * read-only fd), -ENOMEM; in policy OVERWRITE also -EAGAIN (the producer's
  * position could not be read consistently: it stopped in the middle of an
  * update, or runs in a signal handler that interrupted this call) and
@@ -409,7 +428,8 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *consumer);
  *
  * Returns 0, or:
  *   -EAGAIN    nothing new yet
- *   -EPIPE     the producer closed the ring and everything was read
+ *   -EPIPE     the producer closed the ring, or died, and everything
+ *              published was read
  *   -EPROTO    the ring holds a record that cannot be valid (corruption)
  *   -EOVERFLOW (OVERWRITE) the producer lapped this consumer: messages
  *              peeked and not released are dropped, the lost count grows

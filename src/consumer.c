@@ -21,19 +21,32 @@
 
 #include "internal.h"
 
-/* Claims a free slot (FREE -> CLAIMED) and raises the high-water mark. */
-int claim_slot(struct shmring *r, struct shm_slot **out)
+/*
+ * Claims a free slot (FREE -> CLAIMED) and raises the high-water mark.  The
+ * slot's liveness lock is taken on lockfd first, so that a claimed slot is
+ * always locked while its owner lives (see reap_slot()).  With every slot
+ * taken, frees those of dead owners and tries once more.
+ */
+int claim_slot(struct shmring *r, int lockfd, struct shm_slot **out)
 {
 	uint32_t i;
 
-	for (i = 0; i < r->g.nslots; i++) {
-		uint32_t expect = SLOT_FREE;
-		if (load_relaxed(&r->slots[i].state) == SLOT_FREE &&
-		    cas32(&r->slots[i].state, &expect, SLOT_CLAIMED))
+	for (int round = 0;; round++) {
+		for (i = 0; i < r->g.nslots; i++) {
+			uint32_t expect = SLOT_FREE;
+			if (load_relaxed(&r->slots[i].state) != SLOT_FREE)
+				continue;
+			if (live_lock(lockfd, slot_byte(r, i)))
+				continue; /* someone is claiming it right now */
+			if (cas32(&r->slots[i].state, &expect, SLOT_CLAIMED))
+				break;
+			live_unlock(lockfd, slot_byte(r, i));
+		}
+		if (i < r->g.nslots)
 			break;
+		if (round || reap_dead(r, UINT64_MAX) == 0)
+			return -EUSERS;
 	}
-	if (i == r->g.nslots)
-		return -EUSERS;
 	uint32_t hw = load_relaxed(&r->cs->hiwater);
 	while (hw < i + 1 && !cas32(&r->cs->hiwater, &hw, i + 1))
 		;
@@ -83,7 +96,7 @@ int prod_snapshot(const struct shm_prod *cprod, uint64_t *head, uint64_t *head_s
 		  uint64_t *tail, uint64_t *tail_seq)
 {
 	struct shm_prod *prod = (struct shm_prod *)cprod;
-	for (unsigned i = 0; i < (1u << 22); i++) {
+	for (unsigned i = 0; i < (1u << 16); i++) {
 		uint32_t v = load_acquire(&prod->ver);
 		if (!(v & 1)) {
 			uint64_t h = load_relaxed(&prod->head), hs = load_relaxed(&prod->head_seq);
@@ -105,8 +118,8 @@ static int attach_overwrite(struct shmring_consumer *c, struct shm_slot *s, unsi
 	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
 	if (rc)
 		return rc;
-	if (h > t || t - h > c->cap || t - h < ts - hs)
-		return -EPROTO; /* fewer bytes than 8 per record: corrupt */
+	if (h > t || t - h > c->cap || t - h < ts - hs || ((h | t) & 7))
+		return -EPROTO; /* fewer bytes than 8 per record, or misaligned */
 	int oldest = flags & SHMRING_START_OLDEST;
 	c->rpos = c->cpos = c->cached_tail = oldest ? h : t;
 	c->seq = c->cseq = oldest ? hs : ts;
@@ -131,7 +144,16 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 	c->mask = r->g.capacity - 1;
 	c->max_message = r->g.max_message;
 	c->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
+	c->lockfd = live_open(r);
 	return c;
+}
+
+static void consumer_free(struct shmring_consumer *c)
+{
+	live_close(c->lockfd);
+	int saved = errno;
+	free(c);
+	errno = saved;
 }
 
 SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
@@ -145,9 +167,9 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 	if (!c)
 		return -ENOMEM;
 	struct shm_slot *s;
-	int rc = claim_slot(r, &s);
+	int rc = claim_slot(r, c->lockfd, &s);
 	if (rc) {
-		free(c);
+		consumer_free(c);
 		return rc;
 	}
 	store_relaxed(&s->kind, KIND_BROADCAST);
@@ -156,13 +178,18 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 		rc = attach_overwrite(c, s, flags);
 		if (rc) {
 			store_release(&s->state, SLOT_FREE);
-			free(c);
+			consumer_free(c);
 			return rc;
 		}
 	} else {
 		uint64_t pos;
 		attach_position(r, s, flags, &pos);
 		c->rpos = c->cpos = c->cached_tail = pos;
+		if (pos & 7) { /* records are 8-aligned: a corrupt ring */
+			store_release(&s->state, SLOT_FREE);
+			consumer_free(c);
+			return -EPROTO;
+		}
 	}
 	endpoint_add(r, &c->opener);
 	*out = c;
@@ -188,7 +215,7 @@ SHMRING_API int shmring_group_open(struct shmring *r, const char *name, unsigned
 		return -ENOMEM;
 	int rc = group_attach(c, name, flags);
 	if (rc) {
-		free(c);
+		consumer_free(c);
 		return rc;
 	}
 	endpoint_add(r, &c->opener);
@@ -209,8 +236,41 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *c)
 		wake_producer(c->cs);
 	}
 	endpoint_del(c->r, c->opener);
-	free(c);
+	consumer_free(c); /* drops the slot's lock, after the slot is FREE */
 	return 0;
+}
+
+/*
+ * Is the producer dead?  A producer that is attached (owner set, not closed)
+ * holds the lock on the producer byte while it lives.  Slow path.
+ */
+int producer_gone(struct shmring_consumer *c)
+{
+	if (!c->r->live || load_acquire(&c->prod->closed) || !load_acquire(&c->prod->owner))
+		return 0;
+	return !live_held(c->r, c->r->g.prod_off);
+}
+
+/*
+ * Called when there is nothing to read: every so often (LIVE_CHECK_NS), see
+ * whether the producer died.  Returns 1 if it did: the caller reports
+ * -EPIPE, as after a close.
+ */
+int idle_check(struct shmring_consumer *c)
+{
+	if (c->prod_gone) {
+		/* Re-checked: a new producer may have taken over. */
+		c->prod_gone = producer_gone(c);
+		return c->prod_gone;
+	}
+	if ((++c->eagain & 255) != 1)
+		return 0;
+	uint64_t t = now_ns();
+	if (t - c->last_check < LIVE_CHECK_NS)
+		return 0;
+	c->last_check = t;
+	c->prod_gone = producer_gone(c);
+	return c->prod_gone;
 }
 
 SHMRING_API int shmring_lost(const struct shmring_consumer *c, uint64_t *lost)
@@ -227,9 +287,9 @@ static int lapped(struct shmring_consumer *c)
 {
 	uint64_t h, hs, t, ts;
 	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
-	if (rc)
-		return rc;
-	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos)
+	if (rc) /* a live producer is mid-update; a dead one never finishes */
+		return live_held(c->r, c->r->g.prod_off) ? rc : -EPROTO;
+	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos || (h & 7))
 		return -EPROTO;
 	c->lost += hs - c->cseq;
 	c->rpos = c->cpos = h;
@@ -252,7 +312,7 @@ static inline int next_record(struct shmring_consumer *c, const void **data, siz
 			 * shmring_producer_shutdown(); then re-read the tail,
 			 * which was stored before closed. */
 			if (!load_acquire(&c->prod->closed))
-				return -EAGAIN;
+				return idle_check(c) ? -EPIPE : -EAGAIN;
 			c->cached_tail = load_acquire(&c->prod->tail);
 			if (c->rpos == c->cached_tail)
 				return -EPIPE;
@@ -368,7 +428,7 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 		}
 		if (n)
 			memcpy((uint8_t *)buf + off, d, n);
-		msgs[k].data = (uint8_t *)buf + off;
+		msgs[k].data = buf ? (uint8_t *)buf + off : NULL;
 		msgs[k].len = n;
 		take(c, n);
 		k++;
@@ -407,6 +467,10 @@ SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data,
 		int rc = shmring_peek(c, data, len);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
@@ -430,6 +494,10 @@ SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmri
 		int rc = peek_batch(c, msgs, max);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
@@ -464,6 +532,10 @@ SHMRING_API int shmring_recv_wait(struct shmring_consumer *c, void *buf, size_t 
 		int rc = shmring_recv(c, buf, buflen, len);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;
@@ -488,6 +560,10 @@ SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *c, void *buf, s
 		int rc = recv_batch(c, buf, buflen, msgs, max);
 		if (rc != -EAGAIN)
 			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
 		rc = wait_data(c, deadline);
 		if (rc)
 			return rc;

@@ -31,13 +31,16 @@
 
 #include "internal.h"
 
-static uint32_t slot_index(const struct shmring *r, const struct shm_slot *s)
+/* The group-creation lock: an OFD lock on the consumer area's first byte,
+ * which the kernel drops if its holder dies; without /proc, a pid in the
+ * shared line. */
+static void glock_take(struct shmring_consumer *c)
 {
-	return (uint32_t)(s - r->slots);
-}
-
-static void glock_take(struct shm_cshared *cs)
-{
+	struct shm_cshared *cs = c->cs;
+	if (c->lockfd >= 0) {
+		live_lock_wait(c->lockfd, c->r->g.ctab_off);
+		return;
+	}
 	uint32_t me = (uint32_t)getpid();
 	for (unsigned i = 0;; i++) {
 		uint32_t holder = 0;
@@ -45,9 +48,13 @@ static void glock_take(struct shm_cshared *cs)
 			return;
 		if (i >= 64) {
 			/* Held long: is the holder alive? */
+			int saved = errno;
 			if (holder != me && kill((pid_t)holder, 0) < 0 && errno == ESRCH &&
-			    cas32(&cs->glock, &holder, me))
+			    cas32(&cs->glock, &holder, me)) {
+				errno = saved;
 				return;
+			}
+			errno = saved;
 			struct timespec ts = { 0, 100000 };
 			nanosleep(&ts, NULL);
 		} else {
@@ -56,13 +63,17 @@ static void glock_take(struct shm_cshared *cs)
 	}
 }
 
-static void glock_drop(struct shm_cshared *cs)
+static void glock_drop(struct shmring_consumer *c)
 {
-	store_release(&cs->glock, 0);
+	if (c->lockfd >= 0)
+		live_unlock(c->lockfd, c->r->g.ctab_off);
+	else
+		store_release(&c->cs->glock, 0);
 }
 
-/* Joins the live group named `name`, if there is one. */
-static struct shm_slot *find_join(struct shmring *r, const char *name)
+/* Joins the live group named `name`, if there is one.  The member's slot
+ * names the group before the join, so that group_reap() counts it. */
+static struct shm_slot *find_join(struct shmring *r, const char *name, struct shm_slot *m)
 {
 	char want[GROUP_NAME_MAX + 1] = {0}, have[GROUP_NAME_MAX + 1];
 	strncpy(want, name, GROUP_NAME_MAX);
@@ -80,6 +91,7 @@ static struct shm_slot *find_join(struct shmring *r, const char *name)
 			memcpy(have, (const void *)g->name, sizeof(have));
 			if (memcmp(have, want, sizeof(want)) != 0)
 				break;
+			store_relaxed(&m->group, i);
 			if (cas64(&g->members, &w, w + 1))
 				return g;
 			/* w reloaded: a join or leave raced us; retry. */
@@ -90,22 +102,26 @@ static struct shm_slot *find_join(struct shmring *r, const char *name)
 
 /* Creates the group (glock held). */
 static int create(struct shmring_consumer *c, const char *name, unsigned flags,
-		  struct shm_slot **out)
+		  struct shm_slot *m, struct shm_slot **out)
 {
 	struct shmring *r = c->r;
 	struct shm_slot *g;
-	int rc = claim_slot(r, &g);
+	int rc = claim_slot(r, c->lockfd, &g);
 	if (rc)
 		return rc;
+	uint32_t gi = (uint32_t)(g - r->slots);
 	store_relaxed(&g->kind, KIND_GROUP);
 	memset(g->name, 0, sizeof(g->name));
 	strncpy(g->name, name, GROUP_NAME_MAX);
 	store_relaxed(&g->gsleep, 0);
 	uint64_t pos;
 	attach_position(r, g, flags, &pos);
+	store_relaxed(&m->group, gi);
 	/* Joinable only now, with its cursor settled. */
 	uint64_t gen = load_relaxed(&g->members) >> 32;
 	store_release(&g->members, gen << 32 | 1);
+	/* A group has no lock of its own: it lives while a member does. */
+	live_unlock(c->lockfd, slot_byte(r, gi));
 	*out = g;
 	return 0;
 }
@@ -114,28 +130,102 @@ int group_attach(struct shmring_consumer *c, const char *name, unsigned flags)
 {
 	struct shmring *r = c->r;
 	struct shm_slot *m, *g;
-	int rc = claim_slot(r, &m);
+	int rc = claim_slot(r, c->lockfd, &m);
 	if (rc)
 		return rc;
 	store_relaxed(&m->kind, KIND_MEMBER);
 	store_relaxed(&m->pos, HOLD_NONE);
-	store_release(&m->state, SLOT_ACTIVE);
-	g = find_join(r, name);
+	store_relaxed(&m->group, UINT32_MAX);
+	g = find_join(r, name, m);
 	if (!g) {
-		glock_take(r->cs);
-		g = find_join(r, name);
-		rc = g ? 0 : create(c, name, flags, &g);
-		glock_drop(r->cs);
+		glock_take(c);
+		g = find_join(r, name, m);
+		rc = g ? 0 : create(c, name, flags, m, &g);
+		glock_drop(c);
 		if (rc) {
 			store_release(&m->state, SLOT_FREE);
+			live_unlock(c->lockfd, slot_byte(r, (uint32_t)(m - r->slots)));
 			return rc;
 		}
 	}
-	store_relaxed(&m->group, slot_index(r, g));
+	/* Pairs with load_acquire(state) in scan_min(). */
+	store_release(&m->state, SLOT_ACTIVE);
 	c->slot = m;
 	c->grp = g;
 	c->cached_tail = load_acquire(&r->prod->tail);
 	return 0;
+}
+
+/* One member fewer; the last one ends the group.  Returns 1 if it ended. */
+static int drop(struct shm_slot *g)
+{
+	uint64_t w = load_acquire(&g->members);
+	for (;;) {
+		uint32_t n = (uint32_t)w;
+		if (n == 0)
+			return 0;
+		uint64_t next = n > 1 ? w - 1 : ((w >> 32) + 1) << 32;
+		if (cas64(&g->members, &w, next))
+			break;
+	}
+	if ((uint32_t)w != 1)
+		return 0;
+	store_release(&g->state, SLOT_FREE);
+	return 1;
+}
+
+void group_drop(struct shmring *r, uint32_t gi)
+{
+	struct shm_slot *g = &r->slots[gi];
+	if (load_relaxed(&g->kind) == KIND_GROUP && load_acquire(&g->state) == SLOT_ACTIVE)
+		drop(g);
+}
+
+/* Is slot j a (live or dead) member of group gi? */
+static int member_of(struct shmring *r, uint32_t j, uint32_t gi)
+{
+	struct shm_slot *s = &r->slots[j];
+	return load_acquire(&s->state) != SLOT_FREE && load_relaxed(&s->kind) == KIND_MEMBER &&
+	       load_relaxed(&s->group) == gi;
+}
+
+/*
+ * The group at gi holds the producer back: free its dead members, and end
+ * it if none is alive.  The member count is read first: a member that joins
+ * later changes it, and then the final CAS fails; one that joined before
+ * named the group in its slot, so the scan sees it.  Returns slots freed.
+ */
+int group_reap(struct shmring *r, uint32_t gi)
+{
+	struct shm_slot *g = &r->slots[gi];
+	uint64_t w = load_acquire(&g->members);
+	if ((uint32_t)w == 0)
+		return 0;
+	uint32_t hw = load_acquire(&r->cs->hiwater);
+	if (hw > r->g.nslots)
+		hw = r->g.nslots;
+	int live = 0, n = 0;
+	for (uint32_t j = 0; j < hw; j++)
+		if (member_of(r, j, gi) && live_held(r, slot_byte(r, j)))
+			live++;
+	if (live) {
+		for (uint32_t j = 0; j < hw; j++)
+			if (member_of(r, j, gi))
+				n += reap_slot(r, j);
+		return n;
+	}
+	if (!cas64(&g->members, &w, ((w >> 32) + 1) << 32))
+		return 0;
+	store_release(&g->state, SLOT_FREE);
+	n = 1;
+	for (uint32_t j = 0; j < hw; j++) {
+		struct shm_slot *s = &r->slots[j];
+		uint32_t st = load_acquire(&s->state);
+		if (member_of(r, j, gi) && !live_held(r, slot_byte(r, j)) &&
+		    cas32(&s->state, &st, SLOT_FREE))
+			n++;
+	}
+	return n;
 }
 
 void group_leave(struct shmring_consumer *c)
@@ -143,16 +233,7 @@ void group_leave(struct shmring_consumer *c)
 	struct shm_slot *g = c->grp;
 	/* Our hold and our slot go first: pairs with scan_min(). */
 	store_release(&c->slot->state, SLOT_FREE);
-	uint64_t w = load_acquire(&g->members);
-	for (;;) {
-		uint32_t n = (uint32_t)w;
-		uint64_t next = n > 1 ? w - 1 : ((w >> 32) + 1) << 32;
-		if (cas64(&g->members, &w, next))
-			break;
-	}
-	if ((uint32_t)w == 1) {
-		store_release(&g->state, SLOT_FREE);
-	} else if (load_relaxed(&g->gsleep)) {
+	if (!drop(g) && load_relaxed(&g->gsleep)) {
 		/* We may have taken a wake-up meant for the group: pass it on. */
 		fence_full();
 		atomic_fetch_add_explicit(&g->futex, 1, memory_order_release);
@@ -165,7 +246,7 @@ int group_has_data(const struct shmring_consumer *c)
 {
 	/* Pairs with the producer's store_release(tail) and (closed). */
 	return load_acquire(&c->prod->tail) != load_acquire(&c->grp->pos) ||
-	       load_acquire(&c->prod->closed);
+	       load_acquire(&c->prod->closed) || c->prod_gone;
 }
 
 /* The group cursor and the tail; 0, -EAGAIN, -EPIPE or -EPROTO. */
@@ -177,7 +258,7 @@ static int cursor(struct shmring_consumer *c, uint64_t *pp, uint64_t *avail)
 			c->cached_tail = load_acquire(&c->prod->tail);
 			if (p == c->cached_tail) {
 				if (!load_acquire(&c->prod->closed))
-					return -EAGAIN;
+					return idle_check(c) ? -EPIPE : -EAGAIN;
 				c->cached_tail = load_acquire(&c->prod->tail);
 				if (p == c->cached_tail)
 					return -EPIPE;
@@ -185,10 +266,10 @@ static int cursor(struct shmring_consumer *c, uint64_t *pp, uint64_t *avail)
 		}
 		*pp = p;
 		*avail = c->cached_tail - p;
-		if (*avail <= c->cap)
+		if (*avail <= c->cap && !(p & 7))
 			return 0;
 		/* A cursor read long before the tail may be a lap behind it:
-		 * only corrupt if the cursor has not moved since. */
+		 * only corrupt (or misaligned) if it has not moved since. */
 		if (load_acquire(&c->grp->pos) == p)
 			return -EPROTO;
 	}
@@ -273,10 +354,8 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 		int stale = 0;
 		while (k < max && end - p < avail) {
 			int64_t n = rec_len(c, end, avail - (end - p));
-			if (n < 0) {
-				stale = k == 0;
+			if (n < 0)
 				break;
-			}
 			if (off > buflen || (size_t)n > buflen - off) {
 				if (k)
 					break;
@@ -290,7 +369,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 			if (n)
 				memcpy((uint8_t *)buf + off,
 				       c->data + (end & c->mask) + SHMRING_RECORD_HDR, (size_t)n);
-			msgs[k].data = (uint8_t *)buf + off;
+			msgs[k].data = buf ? (uint8_t *)buf + off : NULL;
 			msgs[k].len = (size_t)n;
 			off += ((size_t)n + 7) & ~(size_t)7;
 			end += SHMRING_RECORD_SIZE(n);

@@ -11,12 +11,17 @@
 #include "shmring.h"
 
 #define DEFAULT_SPIN_NS 20000u
+/* A blocked producer looks for dead cursors this often; a consumer with
+ * nothing to read checks the producer this often. */
+#define REAP_NS 20000000u
+#define LIVE_CHECK_NS 50000000u
 
 /* One process's view of a ring.  Geometry comes from the validated private
  * copy of the header, never from shared memory after open. */
 struct shmring {
 	int fd;
 	int writable;           /* fd opened O_RDWR */
+	int live;               /* liveness locks work here (see live.c) */
 	int prod_rw;            /* producer pages mapped writable */
 	unsigned endpoints;     /* endpoints open on this handle by endpoints_pid */
 	pid_t endpoints_pid;    /* the process those were counted in (fork) */
@@ -53,6 +58,9 @@ struct shmring_producer {
 	uint64_t head;          /* overwrite: oldest intact record */
 	uint64_t head_seq;      /* overwrite: its sequence number */
 	uint32_t ver;           /* overwrite: our copy of prod->ver */
+	int lockfd;             /* our open file description: the producer lock */
+	uint64_t last_reap;     /* when we last looked for dead cursors */
+	uint32_t eagain;        /* -EAGAIN returns since then */
 	pid_t opener;
 };
 
@@ -74,6 +82,10 @@ struct shmring_consumer {
 	uint64_t lost;          /* overwrite: messages lost to the producer */
 	uint32_t npeeked;       /* records peeked since the last release */
 	int holding;            /* member: slot->pos holds claimed records */
+	int lockfd;             /* our open file description: the slot lock */
+	int prod_gone;          /* the producer was found dead (re-checked) */
+	uint32_t eagain;        /* -EAGAIN returns since the last check */
+	uint64_t last_check;    /* when we last checked the producer */
 	pid_t opener;
 };
 
@@ -95,7 +107,9 @@ void endpoint_add(struct shmring *r, pid_t *opener);
 void endpoint_del(struct shmring *r, pid_t opener);
 uint64_t spin_ns(const struct shmring *r);
 
-int claim_slot(struct shmring *r, struct shm_slot **out);
+int claim_slot(struct shmring *r, int lockfd, struct shm_slot **out);
+int producer_gone(struct shmring_consumer *c);
+int idle_check(struct shmring_consumer *c);
 int attach_position(struct shmring *r, struct shm_slot *s, unsigned flags, uint64_t *pos);
 int prod_snapshot(const struct shm_prod *prod, uint64_t *head, uint64_t *head_seq,
 		  uint64_t *tail, uint64_t *tail_seq);
@@ -103,7 +117,20 @@ int prod_snapshot(const struct shm_prod *prod, uint64_t *head, uint64_t *head_se
 /* producer.c */
 int refresh_limit(struct shmring_producer *p);
 
+/* live.c */
+uint64_t slot_byte(const struct shmring *r, uint32_t i);
+int live_open(const struct shmring *r);
+void live_close(int fd);
+int live_lock(int fd, uint64_t byte);
+void live_unlock(int fd, uint64_t byte);
+void live_lock_wait(int fd, uint64_t byte);
+int live_held(const struct shmring *r, uint64_t byte);
+int reap_slot(struct shmring *r, uint32_t i);
+int reap_dead(struct shmring *r, uint64_t below);
+
 /* group.c */
+int group_reap(struct shmring *r, uint32_t gi);
+void group_drop(struct shmring *r, uint32_t gi);
 int group_attach(struct shmring_consumer *c, const char *name, unsigned flags);
 void group_leave(struct shmring_consumer *c);
 int group_peek(struct shmring_consumer *c, struct shmring_msg *msgs, unsigned max);

@@ -104,13 +104,26 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 		errno = saved;
 		r->prod_rw = made_rw = 1;
 	}
+	/*
+	 * Who holds the producer byte's lock is the producer.  A producer that
+	 * died dropped it with its last descriptor: we take over and continue
+	 * its sequence; what it reserved and never committed lies beyond the
+	 * tail and is overwritten.  Without liveness (no /proc), the owner
+	 * field decides and a dead producer's ring cannot be taken over.
+	 */
 	uint32_t expect = 0, me = (uint32_t)getpid();
-	if (!cas32(&r->prod->owner, &expect, me)) {
+	p->lockfd = live_open(r);
+	int busy = p->lockfd >= 0 ? live_lock(p->lockfd, r->g.prod_off)
+				  : (cas32(&r->prod->owner, &expect, me) ? 0 : -EBUSY);
+	if (busy) {
 		if (made_rw && r->producers == 0)
 			protect_ro(r);
+		live_close(p->lockfd);
 		free(p);
+		errno = saved;
 		return -EBUSY;
 	}
+	store_release(&r->prod->owner, me);
 	p->r = r;
 	p->prod = r->prod;
 	p->cs = r->cs;
@@ -129,7 +142,17 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->ver = load_relaxed(&r->prod->ver);
 	if (p->ver & 1) /* a producer died while writing the snapshot */
 		p->ver++;
-	if (p->head > p->tail || p->tail - p->head > p->cap) { /* corrupt */
+	if (p->tail & 7) { /* records are 8-aligned: a corrupt ring */
+		store_release(&r->prod->owner, 0);
+		int fd = p->lockfd;
+		if (made_rw && r->producers == 0)
+			protect_ro(r);
+		live_close(fd);
+		free(p);
+		errno = saved;
+		return -EPROTO;
+	}
+	if (p->head > p->tail || p->tail - p->head > p->cap || (p->head & 7)) { /* corrupt */
 		p->head = p->tail;
 		p->head_seq = p->tail_seq;
 	}
@@ -159,6 +182,10 @@ SHMRING_API int shmring_producer_shutdown(struct shmring_producer *p)
 	store_release(&p->prod->closed, 1);
 	store_release(&p->prod->owner, 0);
 	wake_consumers(p->r, INT_MAX);
+	/* The role goes with the lock; close() is async-signal-safe. */
+	int fd = p->lockfd;
+	p->lockfd = -1;
+	live_close(fd);
 	return 0;
 }
 
@@ -171,6 +198,7 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *p)
 	if (--r->producers == 0)
 		protect_ro(r);
 	endpoint_del(r, p->opener);
+	live_close(p->lockfd); /* after shutdown cleared the owner */
 	free(p);
 	return 0;
 }
@@ -186,9 +214,18 @@ static void advance_head(struct shmring_producer *p, uint64_t end)
 {
 	uint64_t h = p->head, hs = p->head_seq;
 	while (end - h > p->cap) {
-		/* Our own committed records: consumers cannot write the data. */
+		/* Committed records, ours or a previous producer's.  Consumers
+		 * cannot write the data, but a length that cannot be right
+		 * (a corrupt ring) must not send us past the tail: then
+		 * everything up to the tail is given up. */
 		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
-		h += SHMRING_RECORD_SIZE(rec->len);
+		uint32_t len = *(const volatile uint32_t *)&rec->len;
+		if (len > p->max_message || SHMRING_RECORD_SIZE(len) > p->tail - h) {
+			h = p->tail;
+			hs = p->tail_seq;
+			break;
+		}
+		h += SHMRING_RECORD_SIZE(len);
 		hs++;
 	}
 	p->head = h;
@@ -219,8 +256,20 @@ static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 		if (end - p->tail > p->cap)
 			return -ENOBUFS;
 		refresh_limit(p);
-		if (end - p->limit > p->cap)
-			return -EAGAIN;
+		if (end - p->limit > p->cap) {
+			/* Full.  Now and then, see whether a dead cursor holds
+			 * us back (a blocked reserve_wait does it itself). */
+			if ((++p->eagain & 63) == 1) {
+				uint64_t t = now_ns();
+				if (t - p->last_reap >= REAP_NS) {
+					p->last_reap = t;
+					if (reap_dead(p->r, end - p->cap))
+						refresh_limit(p);
+				}
+			}
+			if (end - p->limit > p->cap)
+				return -EAGAIN;
+		}
 	}
 	struct shm_rec *rec = (struct shm_rec *)(p->data + (p->rtail & p->mask));
 	rec->len = (uint32_t)len;

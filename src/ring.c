@@ -232,6 +232,10 @@ static int attach_fd(int fd, struct shmring **out)
 	rc = map_ring(r);
 	if (rc)
 		goto fail;
+	/* Liveness needs a private open file description per endpoint. */
+	int t = live_open(r);
+	r->live = t >= 0;
+	live_close(t);
 	*out = r;
 	return 0;
 fail:
@@ -397,7 +401,7 @@ SHMRING_API int shmring_info(const struct shmring *r, struct shmring_info *info)
 	info->max_consumers = r->g.nslots;
 	info->policy = r->policy;
 	info->tail = load_acquire(&r->prod->tail);
-	info->producer = load_acquire(&r->prod->owner) != 0;
+	info->producer = load_acquire(&r->prod->owner) != 0 && live_held(r, r->g.prod_off);
 	info->closed = load_acquire(&r->prod->closed) != 0;
 	uint32_t hw = load_acquire(&r->cs->hiwater);
 	if (hw > r->g.nslots)

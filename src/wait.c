@@ -80,6 +80,22 @@ void futex_wake(a32 *word, int n)
 	errno = saved;
 }
 
+/* The earlier of the caller's deadline and now + ns: sleeps are cut short
+ * so that a waiter can look at its peers' liveness.  Sets *capped if the
+ * result is the cap. */
+static const struct timespec *cap_deadline(const struct timespec *deadline, uint64_t ns,
+					   struct timespec *buf, int *capped)
+{
+	uint64_t t = now_ns() + ns;
+	*capped = 0;
+	if (deadline && ts_ns(deadline) <= t)
+		return deadline;
+	buf->tv_sec = (time_t)(t / 1000000000u);
+	buf->tv_nsec = (long)(t % 1000000000u);
+	*capped = 1;
+	return buf;
+}
+
 /* Wakes up to n members of each group that has sleepers. */
 static void wake_groups(struct shmring *r, int n)
 {
@@ -133,7 +149,8 @@ static int has_data(const struct shmring_consumer *c)
 {
 	/* Pairs with the producer's store_release(tail) in shmring_commit() and
 	 * store_release(closed) in shmring_producer_shutdown(). */
-	return load_acquire(&c->prod->tail) != c->rpos || load_acquire(&c->prod->closed);
+	return load_acquire(&c->prod->tail) != c->rpos || load_acquire(&c->prod->closed) ||
+	       c->prod_gone;
 }
 
 /* Returns 0 when there may be data (or the ring is closed), -ETIMEDOUT. */
@@ -157,11 +174,20 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 		uint32_t v = load_acquire(&c->prod->wake_seq);
 		atomic_fetch_add_explicit(&c->cs->sleepers, 1, memory_order_relaxed);
 		fence_full(); /* pairs with the fence in wake_consumers() */
-		int ready = has_data(c);
-		int rc = ready ? 0 : futex_wait_until(&c->prod->wake_seq, v, deadline);
+		int ready = has_data(c), capped = 0;
+		struct timespec cap;
+		const struct timespec *dl = c->r->live ?
+			cap_deadline(deadline, LIVE_CHECK_NS, &cap, &capped) : deadline;
+		int rc = ready ? 0 : futex_wait_until(&c->prod->wake_seq, v, dl);
 		atomic_fetch_sub_explicit(&c->cs->sleepers, 1, memory_order_relaxed);
 		if (ready || has_data(c))
 			return 0;
+		if (rc == -ETIMEDOUT && capped) {
+			/* Slept long with nothing new: is the producer alive? */
+			if ((c->prod_gone = producer_gone(c)))
+				return 0;
+			continue;
+		}
 		if (rc == -ETIMEDOUT || deadline_passed(deadline))
 			return -ETIMEDOUT;
 	}
@@ -192,12 +218,20 @@ int wait_for_group(struct shmring_consumer *c, const struct timespec *deadline)
 		atomic_fetch_add_explicit(&g->gsleep, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
 		fence_full(); /* pairs with the fence in wake_consumers() */
-		int ready = group_has_data(c);
-		int rc = ready ? 0 : futex_wait_until(&g->futex, v, deadline);
+		int ready = group_has_data(c), capped = 0;
+		struct timespec cap;
+		const struct timespec *dl = c->r->live ?
+			cap_deadline(deadline, LIVE_CHECK_NS, &cap, &capped) : deadline;
+		int rc = ready ? 0 : futex_wait_until(&g->futex, v, dl);
 		atomic_fetch_sub_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&g->gsleep, 1, memory_order_relaxed);
 		if (ready || group_has_data(c))
 			return 0;
+		if (rc == -ETIMEDOUT && capped) {
+			if ((c->prod_gone = producer_gone(c)))
+				return 0;
+			continue;
+		}
 		if (rc == -ETIMEDOUT || deadline_passed(deadline))
 			return -ETIMEDOUT;
 	}
@@ -231,11 +265,24 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 		store_relaxed(&p->cs->prod_waiting, 1);
 		fence_full(); /* pairs with the fence in wake_producer() */
 		refresh_limit(p);
-		int rc = has_room(p, end) ? 0 : futex_wait_until(&p->cs->prod_wake_seq, v, deadline);
+		int capped = 0;
+		struct timespec cap;
+		const struct timespec *dl = p->r->live ?
+			cap_deadline(deadline, REAP_NS, &cap, &capped) : deadline;
+		int rc = has_room(p, end) ? 0 : futex_wait_until(&p->cs->prod_wake_seq, v, dl);
 		store_relaxed(&p->cs->prod_waiting, 0);
 		refresh_limit(p);
 		if (has_room(p, end))
 			return 0;
+		if (rc == -ETIMEDOUT && capped) {
+			/* Still no room after a while: are the cursors holding
+			 * us back alive? */
+			if (reap_dead(p->r, end - p->cap))
+				refresh_limit(p);
+			if (has_room(p, end))
+				return 0;
+			continue;
+		}
 		if (rc == -ETIMEDOUT || deadline_passed(deadline))
 			return -ETIMEDOUT;
 	}
