@@ -87,16 +87,19 @@ int attach_position(struct shmring *r, struct shm_slot *s, unsigned flags, uint6
 
 /*
  * A consistent (head, head_seq, tail, tail_seq) of an OVERWRITE ring: the
- * producer makes `ver` odd while it writes them.  Bounded: a producer
- * interrupted by our own signal handler would never finish, so give up with
- * -EAGAIN after a while.  Pairs with the stores in advance_head() and
+ * producer makes `ver` odd while it writes them.  A producer running flat
+ * out updates them every few hundred nanoseconds, about as long as our reads
+ * take while it keeps the line busy, so the budget is generous (a few
+ * million tries, well under a second).  Bounded all the same: a producer
+ * interrupted by our own signal handler, or dead in the middle, would never
+ * finish; then -EAGAIN.  Pairs with the stores in advance_head() and
  * commit().
  */
 int prod_snapshot(const struct shm_prod *cprod, uint64_t *head, uint64_t *head_seq,
 		  uint64_t *tail, uint64_t *tail_seq)
 {
 	struct shm_prod *prod = (struct shm_prod *)cprod;
-	for (unsigned i = 0; i < (1u << 16); i++) {
+	for (unsigned i = 0; i < (1u << 22); i++) {
 		uint32_t v = load_acquire(&prod->ver);
 		if (!(v & 1)) {
 			uint64_t h = load_relaxed(&prod->head), hs = load_relaxed(&prod->head_seq);
@@ -440,11 +443,6 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 	return (int)k;
 }
 
-static int wait_data(struct shmring_consumer *c, const struct timespec *deadline)
-{
-	return c->grp ? wait_for_group(c, deadline) : wait_for_data(c, deadline);
-}
-
 SHMRING_API int shmring_peek(struct shmring_consumer *c, const void **data, size_t *len)
 {
 	if (!c || !data || !len)
@@ -461,20 +459,15 @@ SHMRING_API int shmring_peek(struct shmring_consumer *c, const void **data, size
 SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data, size_t *len,
 				  const struct timespec *deadline)
 {
-	if (!c || !data || !len || !valid_deadline(deadline))
+	if (!data || !len)
 		return -EINVAL;
-	for (;;) {
-		int rc = shmring_peek(c, data, len);
-		if (rc != -EAGAIN)
-			return rc;
-		/* Also bounds a loop where the wait sees data that the read
-		 * cannot take yet (an overwrite snapshot in progress). */
-		if (deadline_passed(deadline))
-			return -ETIMEDOUT;
-		rc = wait_data(c, deadline);
-		if (rc)
-			return rc;
-	}
+	struct shmring_msg m;
+	int rc = shmring_peek_batch_wait(c, &m, 1, deadline);
+	if (rc < 0)
+		return rc;
+	*data = m.data;
+	*len = m.len;
+	return 0;
 }
 
 SHMRING_API int shmring_peek_batch(struct shmring_consumer *c, struct shmring_msg *msgs,
@@ -498,7 +491,7 @@ SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmri
 		 * cannot take yet (an overwrite snapshot in progress). */
 		if (deadline_passed(deadline))
 			return -ETIMEDOUT;
-		rc = wait_data(c, deadline);
+		rc = wait_for_data(c, deadline);
 		if (rc)
 			return rc;
 	}
@@ -526,20 +519,14 @@ SHMRING_API int shmring_recv(struct shmring_consumer *c, void *buf, size_t bufle
 SHMRING_API int shmring_recv_wait(struct shmring_consumer *c, void *buf, size_t buflen,
 				  size_t *len, const struct timespec *deadline)
 {
-	if (!c || !len || (!buf && buflen) || !valid_deadline(deadline))
+	if (!len)
 		return -EINVAL;
-	for (;;) {
-		int rc = shmring_recv(c, buf, buflen, len);
-		if (rc != -EAGAIN)
-			return rc;
-		/* Also bounds a loop where the wait sees data that the read
-		 * cannot take yet (an overwrite snapshot in progress). */
-		if (deadline_passed(deadline))
-			return -ETIMEDOUT;
-		rc = wait_data(c, deadline);
-		if (rc)
-			return rc;
-	}
+	struct shmring_msg m;
+	int rc = shmring_recv_batch_wait(c, buf, buflen, &m, 1, deadline);
+	if (rc < 0 && rc != -EMSGSIZE)
+		return rc;
+	*len = m.len;
+	return rc < 0 ? rc : 0;
 }
 
 SHMRING_API int shmring_recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
@@ -564,7 +551,7 @@ SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *c, void *buf, s
 		 * cannot take yet (an overwrite snapshot in progress). */
 		if (deadline_passed(deadline))
 			return -ETIMEDOUT;
-		rc = wait_data(c, deadline);
+		rc = wait_for_data(c, deadline);
 		if (rc)
 			return rc;
 	}

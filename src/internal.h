@@ -99,7 +99,6 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline);
 int wait_for_room(struct shmring_producer *p, uint64_t end,
 		  const struct timespec *deadline);
 void wake_consumers(struct shmring *r, int n);
-int wait_for_group(struct shmring_consumer *c, const struct timespec *deadline);
 void wake_producer(struct shm_cshared *cs);
 
 /* ring.c */

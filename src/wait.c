@@ -119,7 +119,7 @@ static void wake_groups(struct shmring *r, int n)
 void wake_consumers(struct shmring *r, int n)
 {
 	/* The caller stored tail or closed before this fence; pairs with the
-	 * fences in wait_for_data() and wait_for_group() after a sleeper
+	 * fence in wait_for_data() after a sleeper
 	 * announces itself. */
 	fence_full();
 	if (load_relaxed(&r->cs->sleepers)) {
@@ -153,13 +153,27 @@ static int has_data(const struct shmring_consumer *c)
 	       c->prod_gone;
 }
 
-/* Returns 0 when there may be data (or the ring is closed), -ETIMEDOUT. */
+static int ready(const struct shmring_consumer *c)
+{
+	return c->grp ? group_has_data(c) : has_data(c);
+}
+
+/*
+ * Waits until there may be data (or the ring is closed, or its producer
+ * died): 0, or -ETIMEDOUT.  A broadcast consumer sleeps on the producer's
+ * wake_seq, counted in the ring's `sleepers`; a group member sleeps on its
+ * group's futex, counted in the group's gsleep and the ring's gsleepers, so
+ * that the producer wakes one member per record instead of all of them.
+ */
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 {
 	uint64_t start = now_ns(), spin = spin_ns(c->r);
+	a32 *word = c->grp ? &c->grp->futex : &c->prod->wake_seq;
+	a32 *count = c->grp ? &c->cs->gsleepers : &c->cs->sleepers;
+	a32 *gcount = c->grp ? &c->grp->gsleep : NULL;
 
 	for (unsigned i = 1; spin; i++) {
-		if (has_data(c))
+		if (ready(c))
 			return 0;
 		cpu_relax();
 		if ((i & 63) == 0) {
@@ -171,63 +185,23 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 		}
 	}
 	for (;;) {
-		uint32_t v = load_acquire(&c->prod->wake_seq);
-		atomic_fetch_add_explicit(&c->cs->sleepers, 1, memory_order_relaxed);
+		uint32_t v = load_acquire(word);
+		if (gcount)
+			atomic_fetch_add_explicit(gcount, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
 		fence_full(); /* pairs with the fence in wake_consumers() */
-		int ready = has_data(c), capped = 0;
+		int now = ready(c), capped = 0;
 		struct timespec cap;
 		const struct timespec *dl = c->r->live ?
 			cap_deadline(deadline, LIVE_CHECK_NS, &cap, &capped) : deadline;
-		int rc = ready ? 0 : futex_wait_until(&c->prod->wake_seq, v, dl);
-		atomic_fetch_sub_explicit(&c->cs->sleepers, 1, memory_order_relaxed);
-		if (ready || has_data(c))
+		int rc = now ? 0 : futex_wait_until(word, v, dl);
+		atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
+		if (gcount)
+			atomic_fetch_sub_explicit(gcount, 1, memory_order_relaxed);
+		if (now || ready(c))
 			return 0;
 		if (rc == -ETIMEDOUT && capped) {
 			/* Slept long with nothing new: is the producer alive? */
-			if ((c->prod_gone = producer_gone(c)))
-				return 0;
-			continue;
-		}
-		if (rc == -ETIMEDOUT || deadline_passed(deadline))
-			return -ETIMEDOUT;
-	}
-}
-
-/* A group member: sleeps on its group's futex, counted in the group's
- * gsleep and the ring's gsleepers, so that the producer wakes one member per
- * record instead of all of them. */
-int wait_for_group(struct shmring_consumer *c, const struct timespec *deadline)
-{
-	uint64_t start = now_ns(), spin = spin_ns(c->r);
-	struct shm_slot *g = c->grp;
-
-	for (unsigned i = 1; spin; i++) {
-		if (group_has_data(c))
-			return 0;
-		cpu_relax();
-		if ((i & 63) == 0) {
-			uint64_t t = now_ns();
-			if (deadline && t >= ts_ns(deadline))
-				return -ETIMEDOUT;
-			if (t - start >= spin)
-				break;
-		}
-	}
-	for (;;) {
-		uint32_t v = load_acquire(&g->futex);
-		atomic_fetch_add_explicit(&g->gsleep, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
-		fence_full(); /* pairs with the fence in wake_consumers() */
-		int ready = group_has_data(c), capped = 0;
-		struct timespec cap;
-		const struct timespec *dl = c->r->live ?
-			cap_deadline(deadline, LIVE_CHECK_NS, &cap, &capped) : deadline;
-		int rc = ready ? 0 : futex_wait_until(&g->futex, v, dl);
-		atomic_fetch_sub_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&g->gsleep, 1, memory_order_relaxed);
-		if (ready || group_has_data(c))
-			return 0;
-		if (rc == -ETIMEDOUT && capped) {
 			if ((c->prod_gone = producer_gone(c)))
 				return 0;
 			continue;
