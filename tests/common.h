@@ -34,6 +34,20 @@ int test_wait(pid_t pid);
 /* Monotonic nanoseconds. */
 uint64_t test_now_ns(void);
 
+/* xorshift64: the next pseudo-random number of the state *s (not 0). */
+uint64_t test_rnd(uint64_t *s);
+
+/* fork() for a test: the child dies with its parent (PR_SET_PDEATHSIG), so
+ * a killed test leaves no process behind.  Aborts if fork fails. */
+pid_t test_spawn(void);
+
+/* Zeroed memory shared with forked children (MAP_SHARED | MAP_ANONYMOUS);
+ * aborts on failure.  Free with munmap(). */
+void *test_shared_zero(size_t len);
+
+/* Sleeps ns nanoseconds, through signals. */
+void test_sleep_ns(uint64_t ns);
+
 /* Integer from the environment, or def. */
 uint64_t test_env(const char *name, uint64_t def);
 

@@ -37,14 +37,6 @@ static unsigned long long ull(uint64_t v)
 	return (unsigned long long)v;
 }
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static size_t align8(size_t n)
 {
 	return (n + 7) & ~(size_t)7;
@@ -185,8 +177,8 @@ static size_t check_layout(const char *who, const uint8_t *buf, size_t buflen,
 static void step_recv_batch(struct world *w, struct reader *rd)
 {
 	struct shmring_msg msgs[32];
-	unsigned max = 1 + (unsigned)(rnd(&w->s) % 32);
-	size_t buflen = (size_t)(rnd(&w->s) % (3 * w->max_len));
+	unsigned max = 1 + (unsigned)(test_rnd(&w->s) % 32);
+	size_t buflen = (size_t)(test_rnd(&w->s) % (3 * w->max_len));
 	uint64_t avail = w->sent - rd->next;
 	memset(msgs, 0xa5, sizeof(msgs));
 	int n = shmring_recv_batch(rd->c, batch_buf, buflen, msgs, max);
@@ -233,9 +225,9 @@ static void step_peek_batch(struct world *w, struct reader *rd)
 {
 	struct shmring_msg msgs[32];
 	int total = 0;
-	int rounds = 1 + (int)(rnd(&w->s) % 2);
+	int rounds = 1 + (int)(test_rnd(&w->s) % 2);
 	for (int k = 0; k < rounds; k++) {
-		unsigned max = 1 + (unsigned)(rnd(&w->s) % 32);
+		unsigned max = 1 + (unsigned)(test_rnd(&w->s) % 32);
 		uint64_t avail = w->sent - rd->next;
 		int n = shmring_peek_batch(rd->c, msgs, max);
 		rd->calls++;
@@ -294,7 +286,7 @@ Test(batch, three_readers_identical_in_process, .timeout = 120)
 
 	while (rd[0].next < w.m || rd[1].next < w.m || rd[2].next < w.m) {
 		/* The producer sends 0..47 messages, until the ring is full. */
-		unsigned k = (unsigned)(rnd(&w.s) % 48);
+		unsigned k = (unsigned)(test_rnd(&w.s) % 48);
 		for (unsigned i = 0; i < k && w.sent < w.m; i++) {
 			size_t len = msg_len(w.seed, w.sent, w.max_len);
 			msg_fill(msg, len, w.sent);
@@ -315,10 +307,10 @@ Test(batch, three_readers_identical_in_process, .timeout = 120)
 			w.hash = hash_msg(w.hash, msg, len);
 		}
 		/* Each reader takes 1..4 steps, in a random order. */
-		unsigned first = (unsigned)(rnd(&w.s) % 3);
+		unsigned first = (unsigned)(test_rnd(&w.s) % 3);
 		for (unsigned j = 0; j < 3; j++) {
 			struct reader *x = &rd[(first + j) % 3];
-			unsigned steps = 1 + (unsigned)(rnd(&w.s) % 4);
+			unsigned steps = 1 + (unsigned)(test_rnd(&w.s) % 4);
 			for (unsigned t = 0; t < steps; t++) {
 				if (x == &rd[0])
 					step_recv(&w, x);
@@ -740,7 +732,7 @@ static int peek_batch_main(struct shmring_consumer *c, const struct prun *run, s
 	struct shmring_msg msgs[64];
 	uint64_t seq = 0, s = (run->seed * 3) | 1;
 	for (;;) {
-		unsigned max = 1 + (unsigned)(rnd(&s) % 64);
+		unsigned max = 1 + (unsigned)(test_rnd(&s) % 64);
 		struct timespec dl;
 		shmring_deadline(&dl, WAIT_NS);
 		int n = shmring_peek_batch_wait(c, msgs, max, &dl);

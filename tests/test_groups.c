@@ -23,26 +23,11 @@
 
 #include "common.h"
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 /* Per-message delivery counters, shared by every process of a run. */
 struct tally {
 	uint64_t n;
 	_Atomic uint8_t *count;  /* [group][n] */
 };
-
-static void *shared_zero(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(p, MAP_FAILED);
-	return p;
-}
 
 struct run {
 	uint64_t n, seed;
@@ -81,8 +66,8 @@ static int producer_main(struct shmring *r, const struct run *run)
 	uint64_t s = run->seed | 1;
 	static uint8_t buf[1 << 13];
 	for (uint64_t seq = 0; seq < run->n;) {
-		unsigned batch = 1 + (unsigned)(rnd(&s) % 16);
-		int zero_copy = rnd(&s) & 1;
+		unsigned batch = 1 + (unsigned)(test_rnd(&s) % 16);
+		int zero_copy = test_rnd(&s) & 1;
 		for (unsigned b = 0; b < batch && seq < run->n; b++, seq++) {
 			size_t len = glen(run, seq);
 			if (zero_copy) {
@@ -215,15 +200,6 @@ static int broadcast_main(struct shmring_consumer *c, const struct run *run, int
 	return 0;
 }
 
-static pid_t spawn(void)
-{
-	pid_t pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	return pid;
-}
-
 static void check_exactly_once(const struct run *run)
 {
 	for (unsigned g = 0; g < run->ngroups; g++) {
@@ -255,8 +231,8 @@ static struct shmring *make_ring(struct run *run, uint64_t cap, uint64_t n, unsi
 	run->seed = test_env("SHMRING_TEST_SEED", test_now_ns());
 	run->max_len = info.max_message < 4096 ? info.max_message : 4096;
 	run->ngroups = ngroups;
-	run->count = shared_zero(ngroups * n + 1);
-	run->got = shared_zero(sizeof(uint64_t) * (size_t)nprocs);
+	run->count = test_shared_zero(ngroups * n + 1);
+	run->got = test_shared_zero(sizeof(uint64_t) * (size_t)nprocs);
 	return r;
 }
 
@@ -283,9 +259,9 @@ Test(groups, four_members_exactly_once)
 	uint64_t t0 = test_now_ns();
 	pid_t pids[NM + 1];
 	for (int i = 0; i < NM; i++)
-		if ((pids[i] = spawn()) == 0)
+		if ((pids[i] = test_spawn()) == 0)
 			_exit(member_main(c[i], &run, 0, i, i, 0));
-	if ((pids[NM] = spawn()) == 0)
+	if ((pids[NM] = test_spawn()) == 0)
 		_exit(producer_main(r, &run));
 	int failed = 0;
 	for (int i = 0; i <= NM; i++)
@@ -324,9 +300,9 @@ Test(groups, members_join_and_leave)
 		cr_assert_eq(shmring_group_open(r, "churn", SHMRING_START_OLDEST, &c[i]), 0);
 	pid_t pids[NP + 1];
 	for (int i = 0; i < 2; i++)
-		if ((pids[i] = spawn()) == 0)
+		if ((pids[i] = test_spawn()) == 0)
 			_exit(member_main(c[i], &run, 0, i, i, 0));
-	if ((pids[2] = spawn()) == 0) {
+	if ((pids[2] = test_spawn()) == 0) {
 		uint64_t s = run.seed | 3;
 		unsigned rounds = 0;
 		for (;;) {
@@ -343,7 +319,7 @@ Test(groups, members_join_and_leave)
 				_exit(1);
 			}
 			/* Take up to 50 messages, in one of the four ways. */
-			int st = member_main(m, &run, 0, 2, (int)(rnd(&s) % 4), 1 + rnd(&s) % 50);
+			int st = member_main(m, &run, 0, 2, (int)(test_rnd(&s) % 4), 1 + test_rnd(&s) % 50);
 			shmring_consumer_close(m);
 			if (st == 1)
 				_exit(1);
@@ -355,7 +331,7 @@ Test(groups, members_join_and_leave)
 		fflush(stdout);
 		_exit(rounds > 1 ? 0 : 1);
 	}
-	if ((pids[NP] = spawn()) == 0)
+	if ((pids[NP] = test_spawn()) == 0)
 		_exit(producer_main(r, &run));
 	int failed = 0;
 	for (int i = 0; i <= NP; i++)
@@ -396,14 +372,14 @@ Test(groups, mixed_broadcast_and_two_groups)
 	uint64_t t0 = test_now_ns();
 	pid_t pids[NP + 1];
 	for (int i = 0; i < NP; i++) {
-		if ((pids[i] = spawn()) != 0)
+		if ((pids[i] = test_spawn()) != 0)
 			continue;
 		if (i < NB)
 			_exit(broadcast_main(c[i], &run, i));
 		int g = (i - NB) / PER, k = (i - NB) % PER;
 		_exit(member_main(c[i], &run, (unsigned)g, i, (k + g) % 4, 0));
 	}
-	if ((pids[NP] = spawn()) == 0)
+	if ((pids[NP] = test_spawn()) == 0)
 		_exit(producer_main(r, &run));
 	int failed = 0;
 	for (int i = 0; i <= NP; i++)
@@ -457,10 +433,10 @@ Test(groups, one_wakeup_per_publication)
 	struct shmring_consumer *c[NM];
 	for (int i = 0; i < NM; i++)
 		cr_assert_eq(shmring_group_open(r, "sleepy", 0, &c[i]), 0);
-	_Atomic uint64_t *got = shared_zero(sizeof(uint64_t));
+	_Atomic uint64_t *got = test_shared_zero(sizeof(uint64_t));
 	pid_t pids[NM];
 	for (int i = 0; i < NM; i++) {
-		if ((pids[i] = spawn()) != 0)
+		if ((pids[i] = test_spawn()) != 0)
 			continue;
 		char buf[64];
 		size_t len;

@@ -23,37 +23,6 @@
 
 #include "common.h"
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static void *shared_zero(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(p, MAP_FAILED);
-	return p;
-}
-
-static pid_t spawn(void)
-{
-	pid_t pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	return pid;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* Shared state of the kill run. */
 struct board {
 	_Atomic uint64_t sent;        /* producer: messages published */
@@ -147,8 +116,8 @@ static int survivor_main(struct shmring *r, struct board *b, int id, uint64_t se
 static void victim_main(struct shmring *r, struct board *b, uint64_t s)
 {
 	struct shmring_consumer *c;
-	int kind = (int)(rnd(&s) % 6);
-	int rc = kind < 3 ? shmring_consumer_open(r, rnd(&s) & 1, &c)
+	int kind = (int)(test_rnd(&s) % 6);
+	int rc = kind < 3 ? shmring_consumer_open(r, test_rnd(&s) & 1, &c)
 			  : shmring_group_open(r, "victims", 0, &c);
 	if (rc)
 		_exit(rc == -EUSERS ? 0 : 30);
@@ -174,8 +143,8 @@ static void victim_main(struct shmring *r, struct board *b, uint64_t s)
 		if (rc)
 			_exit(rc == -EPIPE ? 0 : 31);
 		atomic_fetch_add(&b->victim_got, 1);
-		if (rnd(&s) % 8 == 0)
-			sleep_ns(rnd(&s) % 2000000);
+		if (test_rnd(&s) % 8 == 0)
+			test_sleep_ns(test_rnd(&s) % 2000000);
 	}
 }
 
@@ -191,11 +160,11 @@ Test(liveness, killed_consumers_never_block_the_producer)
 	struct shmring_opts o = test_opts(16 << 10, 16);
 	struct shmring *r;
 	cr_assert_eq(shmring_create_anon("kills", &o, &r), 0);
-	struct board *b = shared_zero(sizeof(*b));
+	struct board *b = test_shared_zero(sizeof(*b));
 
 	pid_t surv[2], prod;
 	for (int i = 0; i < 2; i++)
-		if ((surv[i] = spawn()) == 0)
+		if ((surv[i] = test_spawn()) == 0)
 			_exit(survivor_main(r, b, i, seed));
 	/* Let the survivors attach before the first message. */
 	struct shmring_info info;
@@ -203,20 +172,20 @@ Test(liveness, killed_consumers_never_block_the_producer)
 		shmring_info(r, &info);
 		if (info.consumers == 2)
 			break;
-		sleep_ns(1000000);
+		test_sleep_ns(1000000);
 	}
 	cr_assert_eq(info.consumers, 2);
-	if ((prod = spawn()) == 0)
+	if ((prod = test_spawn()) == 0)
 		_exit(producer_main(r, b, seed));
 
 	uint64_t t0 = test_now_ns(), killed = 0, stuck_checks = 0;
 	for (uint64_t k = 0; k < kills; k++) {
-		pid_t v = spawn();
+		pid_t v = test_spawn();
 		if (v == 0)
-			victim_main(r, b, rnd(&s));
+			victim_main(r, b, test_rnd(&s));
 		/* Kill at a random moment: before, during or after attaching,
 		 * while reading, holding or sleeping. */
-		sleep_ns(rnd(&s) % 3000000);
+		test_sleep_ns(test_rnd(&s) % 3000000);
 		kill(v, SIGKILL);
 		int st = test_wait(v);
 		cr_assert(st == 128 + SIGKILL || st == 0, "victim exited with %d", st);
@@ -225,7 +194,7 @@ Test(liveness, killed_consumers_never_block_the_producer)
 		if (k % 100 == 99) {
 			uint64_t before = atomic_load(&b->sent), w0 = test_now_ns();
 			while (atomic_load(&b->sent) == before && test_now_ns() - w0 < 5000000000ull)
-				sleep_ns(1000000);
+				test_sleep_ns(1000000);
 			cr_assert_gt(atomic_load(&b->sent), before,
 				     "the producer is stuck after %llu kills (seed %llu)",
 				     (unsigned long long)k + 1, (unsigned long long)seed);
@@ -276,8 +245,8 @@ Test(liveness, dead_consumer_detected_quickly)
 	cr_assert_eq(shmring_producer_open(r, &p), 0);
 	uint64_t worst = 0;
 	for (int round = 0; round < 20; round++) {
-		_Atomic int *ready = shared_zero(sizeof(int));
-		pid_t v = spawn();
+		_Atomic int *ready = test_shared_zero(sizeof(int));
+		pid_t v = test_spawn();
 		if (v == 0) {
 			struct shmring_consumer *c;
 			if (shmring_consumer_open(r, 0, &c))
@@ -287,7 +256,7 @@ Test(liveness, dead_consumer_detected_quickly)
 			_exit(0);
 		}
 		while (!atomic_load(ready))
-			sleep_ns(100000);
+			test_sleep_ns(100000);
 		/* Fill the ring: the victim holds it. */
 		char m[100] = { 0 };
 		while (shmring_send(p, m, sizeof(m)) == 0)
@@ -308,7 +277,7 @@ Test(liveness, dead_consumer_detected_quickly)
 	printf("dead consumer: worst detection %.1f ms over 20 kills (blocking send)\n",
 	       (double)worst / 1e6);
 	/* The non-blocking path finds them too. */
-	pid_t v = spawn();
+	pid_t v = test_spawn();
 	if (v == 0) {
 		struct shmring_consumer *c;
 		if (shmring_consumer_open(r, 0, &c))
@@ -318,7 +287,7 @@ Test(liveness, dead_consumer_detected_quickly)
 	}
 	struct shmring_info info;
 	do {
-		sleep_ns(1000000);
+		test_sleep_ns(1000000);
 		shmring_info(r, &info);
 	} while (info.consumers == 0);
 	char m[100] = { 0 };
@@ -353,8 +322,8 @@ Test(liveness, killed_producer_gives_epipe)
 			cr_assert_eq(shmring_group_open(r, "g", 0, &c), 0);
 		else
 			cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
-		_Atomic int *ready = shared_zero(sizeof(int));
-		pid_t pp = spawn();
+		_Atomic int *ready = test_shared_zero(sizeof(int));
+		pid_t pp = test_spawn();
 		if (pp == 0) {
 			struct shmring_producer *p;
 			if (shmring_producer_open(r, &p))
@@ -366,7 +335,7 @@ Test(liveness, killed_producer_gives_epipe)
 			_exit(0);
 		}
 		while (!atomic_load(ready))
-			sleep_ns(100000);
+			test_sleep_ns(100000);
 		uint64_t got = 0, x;
 		size_t len;
 		int rc;
@@ -389,7 +358,7 @@ Test(liveness, killed_producer_gives_epipe)
 		} else {
 			while ((rc = shmring_recv(c, &x, sizeof(x), &len)) == -EAGAIN &&
 			       test_now_ns() - t0 < 5000000000ull)
-				sleep_ns(10000);
+				test_sleep_ns(10000);
 		}
 		uint64_t t = test_now_ns() - t0;
 		cr_assert_eq(rc, -EPIPE, "mode %d: %d (%s)", mode, rc, shmring_strerror(rc));
@@ -404,13 +373,13 @@ Test(liveness, killed_producer_gives_epipe)
 	cr_assert_eq(shmring_create_anon("deadprod2", NULL, &r), 0);
 	struct shmring_consumer *c;
 	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
-	_Atomic uint64_t *when = shared_zero(sizeof(uint64_t));
-	pid_t pp = spawn();
+	_Atomic uint64_t *when = test_shared_zero(sizeof(uint64_t));
+	pid_t pp = test_spawn();
 	if (pp == 0) {
 		struct shmring_producer *p;
 		if (shmring_producer_open(r, &p))
 			_exit(1);
-		sleep_ns(100000000);
+		test_sleep_ns(100000000);
 		atomic_store(when, test_now_ns());
 		raise(SIGKILL);
 		_exit(0);
@@ -439,8 +408,8 @@ Test(liveness, takeover_after_producer_death)
 	cr_assert_eq(shmring_create_anon("takeover", NULL, &r), 0);
 	struct shmring_consumer *c;
 	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
-	_Atomic int *ready = shared_zero(sizeof(int));
-	pid_t pp = spawn();
+	_Atomic int *ready = test_shared_zero(sizeof(int));
+	pid_t pp = test_spawn();
 	if (pp == 0) {
 		struct shmring_producer *p;
 		if (shmring_producer_open(r, &p))
@@ -456,7 +425,7 @@ Test(liveness, takeover_after_producer_death)
 		_exit(0);
 	}
 	while (!atomic_load(ready))
-		sleep_ns(100000);
+		test_sleep_ns(100000);
 	struct shmring_producer *p;
 	cr_assert_eq(shmring_producer_open(r, &p), -EBUSY, "the first producer still lives");
 	kill(pp, SIGKILL);
@@ -489,8 +458,8 @@ Test(liveness, dead_group_ends)
 	struct shmring_opts o = test_opts(4096, 3);
 	struct shmring *r;
 	cr_assert_eq(shmring_create_anon("deadgroup", &o, &r), 0);
-	_Atomic int *ready = shared_zero(sizeof(int));
-	pid_t v = spawn();
+	_Atomic int *ready = test_shared_zero(sizeof(int));
+	pid_t v = test_spawn();
 	if (v == 0) {
 		struct shmring_consumer *a, *b;
 		if (shmring_group_open(r, "g", 0, &a) || shmring_group_open(r, "g", 0, &b))
@@ -500,7 +469,7 @@ Test(liveness, dead_group_ends)
 		_exit(0);
 	}
 	while (!atomic_load(ready))
-		sleep_ns(100000);
+		test_sleep_ns(100000);
 	struct shmring_info info;
 	shmring_info(r, &info);
 	cr_assert_eq(info.groups, 1);
@@ -534,7 +503,7 @@ Test(liveness, dead_slots_reused_by_next_attach)
 	struct shmring_opts o = test_opts(4096, 2);
 	struct shmring *r;
 	cr_assert_eq(shmring_create_anon("reuse", &o, &r), 0);
-	pid_t v = spawn();
+	pid_t v = test_spawn();
 	if (v == 0) {
 		struct shmring_consumer *a, *b;
 		if (shmring_consumer_open(r, 0, &a) || shmring_consumer_open(r, 0, &b))

@@ -28,14 +28,6 @@ struct run {
 	size_t max_len;
 };
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static int producer_main(struct shmring *r, const struct run *run)
 {
 	struct shmring_producer *p;
@@ -49,8 +41,8 @@ static int producer_main(struct shmring *r, const struct run *run)
 	uint64_t seq = 0;
 	while (seq < run->n) {
 		/* A batch of 1..16 records, zero-copy or copied. */
-		unsigned batch = 1 + (unsigned)(rnd(&s) % 16);
-		int zero_copy = rnd(&s) & 1;
+		unsigned batch = 1 + (unsigned)(test_rnd(&s) % 16);
+		int zero_copy = test_rnd(&s) & 1;
 		for (unsigned b = 0; b < batch && seq < run->n; b++, seq++) {
 			size_t len = msg_len(run->seed, seq, run->max_len);
 			if (zero_copy) {
@@ -126,7 +118,7 @@ static int consumer_main(struct shmring_consumer *c, int id, const struct run *r
 		if (id % 2 && ++held >= hold) {
 			shmring_release(c);
 			held = 0;
-			hold = 1 + (unsigned)(rnd(&s) % 8);
+			hold = 1 + (unsigned)(test_rnd(&s) % 8);
 		}
 	}
 	if (seq != run->n) {

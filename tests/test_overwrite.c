@@ -41,14 +41,6 @@ static unsigned long long ull(uint64_t v)
 	return (unsigned long long)v;
 }
 
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static void sleep_us(unsigned us)
 {
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)us * 1000L };
@@ -335,7 +327,7 @@ static int peek_consumer_main(struct shmring_consumer *c, const struct run *run,
 
 	for (;;) {
 		struct shmring_msg msgs[4];
-		int batch = rnd(&s) & 1;
+		int batch = test_rnd(&s) & 1;
 		unsigned max = hold - z.held;
 		int rc = batch ? shmring_peek_batch(c, msgs, max)
 			       : shmring_peek(c, &msgs[0].data, &msgs[0].len);
@@ -386,7 +378,7 @@ static int peek_consumer_main(struct shmring_consumer *c, const struct run *run,
 		if (z.held >= hold) {
 			if (zc_release(c, &z, f))
 				return 1;
-			hold = 1 + (unsigned)(rnd(&s) % 4);
+			hold = 1 + (unsigned)(test_rnd(&s) % 4);
 		}
 	}
 	uint64_t lost = 0;
@@ -803,11 +795,11 @@ Test(overwrite, lapped_in_process_exact_lost, .timeout = 30)
 	/* Random rounds against the model. */
 	uint64_t s = seed | 1, next = m.n, laps = 0;
 	for (int round = 0; round < 2000; round++) {
-		uint64_t bytes = rnd(&s) % (3 * m.cap);
+		uint64_t bytes = test_rnd(&s) % (3 * m.cap);
 		if (m.n + bytes / 8 + 2 >= m.size)
 			break;
 		model_send_bytes(&m, p, bytes);
-		unsigned reads = (unsigned)(rnd(&s) % 24);
+		unsigned reads = (unsigned)(test_rnd(&s) % 24);
 		for (unsigned i = 0; i < reads && next < m.n; i++) {
 			uint64_t old = model_oldest(&m);
 			if (old > next) {
