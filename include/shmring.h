@@ -292,7 +292,8 @@ SHMRING_API int shmring_unlink(const char *name);
  * is discarded, never seen by consumers.
  * Returns 0 and sets *producer, or -EBUSY if another live producer is attached,
  * -EINVAL for NULL arguments, -ENOMEM, -EACCES if the ring's fd was not
- * opened for writing.
+ * opened for writing, -EPROTO if the ring's producer state is corrupt (its
+ * tail is not a record boundary).
  */
 SHMRING_API int shmring_producer_open(struct shmring *ring,
 				      struct shmring_producer **producer);
