@@ -1565,3 +1565,42 @@ Test(storage, allocated_at_creation)
 	cr_assert((uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size);
 	close(fd);
 }
+
+/* Positions are byte counts of 8-aligned records: a tail that is not a
+ * record boundary is corruption, refused by producer and consumer alike
+ * (reading a header there would be a misaligned access). */
+Test(corrupt, misaligned_tail_refused)
+{
+	char name[64];
+	test_ring_name(name, sizeof(name));
+	struct shmring *r = create_named(name, 4096, 4);
+	int fd = shm_rw(name);
+	struct shm_geom g;
+	shm_geometry(&g, 4096, 4, page());
+	uint8_t *m = mmap(NULL, g.ctab_off, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(m, MAP_FAILED);
+	struct shm_prod *prod = (struct shm_prod *)(m + g.prod_off);
+	atomic_store(&prod->tail, 13);
+	struct shmring_producer *p = NULL;
+	struct shmring_consumer *c = NULL;
+	ASSERT_RC(shmring_producer_open(r, &p), -EPROTO);
+	ASSERT_RC(shmring_consumer_open(r, 0, &c), -EPROTO);
+	struct shmring_info in;
+	ASSERT_RC(shmring_info(r, &in), 0);
+	cr_assert_eq(in.consumers, 0, "a refused consumer must not keep its slot");
+	cr_assert_eq(in.producer, 0, "a refused producer must not keep the role");
+	/* Repaired, the ring works again. */
+	atomic_store(&prod->tail, 16);
+	ASSERT_RC(shmring_producer_open(r, &p), 0);
+	ASSERT_RC(shmring_consumer_open(r, 0, &c), 0);
+	ASSERT_RC(shmring_send(p, "ok", 2), 0);
+	char buf[8];
+	size_t len;
+	ASSERT_RC(shmring_recv(c, buf, sizeof(buf), &len), 0);
+	cr_assert_eq(len, 2);
+	ASSERT_RC(shmring_consumer_close(c), 0);
+	ASSERT_RC(shmring_producer_close(p), 0);
+	ASSERT_RC(shmring_close(r), 0);
+	munmap(m, g.ctab_off);
+	close(fd);
+}
