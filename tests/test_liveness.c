@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -523,4 +524,72 @@ Test(liveness, dead_slots_reused_by_next_attach)
 	for (int i = 0; i < 2; i++)
 		shmring_consumer_close(c[i]);
 	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* Liveness does not depend on pids: a consumer in another pid namespace
+ * (where it is pid 1 or 2, numbers that mean other processes here) is
+ * alive while it lives and reaped once killed. */
+Test(liveness, consumer_in_another_pid_namespace)
+{
+	struct shmring_opts o = test_opts(4096, 4);
+	struct shmring *r;
+	cr_assert_eq(shmring_create_anon("pidns", &o, &r), 0);
+	_Atomic int *state = test_shared_zero(2 * sizeof(int));
+	pid_t mid = test_spawn();
+	if (mid == 0) {
+		if (unshare(CLONE_NEWPID) < 0)
+			_exit(77); /* not allowed here */
+		pid_t in = fork(); /* pid 1 of the new namespace */
+		if (in < 0)
+			_exit(1);
+		if (in == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with mid */
+			struct shmring_consumer *c;
+			if (shmring_consumer_open(r, 0, &c))
+				_exit(1);
+			atomic_store(&state[1], (int)getpid());
+			atomic_store(&state[0], 1);
+			pause();
+			_exit(0);
+		}
+		int st;
+		waitpid(in, &st, 0);
+		_exit(0);
+	}
+	for (int i = 0; i < 5000 && !atomic_load(&state[0]); i++) {
+		int st;
+		if (waitpid(mid, &st, WNOHANG) == mid) {
+			if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+				cr_skip_test("unshare(CLONE_NEWPID) is not permitted here");
+			cr_assert_fail("the namespace child failed: %d", st);
+		}
+		test_sleep_ns(1000000);
+	}
+	cr_assert_eq(atomic_load(&state[0]), 1);
+	cr_assert_eq(atomic_load(&state[1]), 1, "the consumer is pid 1 in its namespace");
+	struct shmring_producer *p;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	char m[100] = { 0 };
+	while (shmring_send(p, m, sizeof(m)) == 0)
+		;
+	/* Alive: it keeps holding the producer back. */
+	struct timespec dl;
+	shmring_deadline(&dl, 100000000);
+	cr_assert_eq(shmring_send_wait(p, m, sizeof(m), &dl), -ETIMEDOUT,
+		     "a live consumer in another pid namespace was taken for dead");
+	/* Kill the middle process: the consumer, the namespace's init, dies
+	 * with it (PR_SET_PDEATHSIG). */
+	kill(mid, SIGKILL);
+	test_wait(mid);
+	shmring_deadline(&dl, 5000000000ull);
+	int rc;
+	uint64_t t0 = test_now_ns();
+	while ((rc = shmring_send_wait(p, m, sizeof(m), &dl)) == 0 &&
+	       test_now_ns() - t0 < 10000000)
+		;
+	cr_assert_eq(rc, 0, "the dead consumer still holds the producer: %s",
+		     shmring_strerror(rc));
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_close(r), 0);
+	munmap((void *)state, 2 * sizeof(int));
 }
