@@ -115,13 +115,12 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->lockfd = live_open(r);
 	int busy = p->lockfd >= 0 ? live_lock(p->lockfd, r->g.prod_off)
 				  : (cas32(&r->prod->owner, &expect, me) ? 0 : -EBUSY);
-	if (busy) {
-		if (made_rw && r->producers == 0)
-			protect_ro(r);
-		live_close(p->lockfd);
-		free(p);
-		errno = saved;
-		return -EBUSY;
+	if (busy)
+		goto fail;
+	/* Records are 8-aligned: any other tail is a corrupt ring. */
+	if (load_acquire(&r->prod->tail) & 7) {
+		busy = -EPROTO;
+		goto fail;
 	}
 	store_release(&r->prod->owner, me);
 	p->r = r;
@@ -142,16 +141,6 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->ver = load_relaxed(&r->prod->ver);
 	if (p->ver & 1) /* a producer died while writing the snapshot */
 		p->ver++;
-	if (p->tail & 7) { /* records are 8-aligned: a corrupt ring */
-		store_release(&r->prod->owner, 0);
-		int fd = p->lockfd;
-		if (made_rw && r->producers == 0)
-			protect_ro(r);
-		live_close(fd);
-		free(p);
-		errno = saved;
-		return -EPROTO;
-	}
 	if (p->head > p->tail || p->tail - p->head > p->cap || (p->head & 7)) { /* corrupt */
 		p->head = p->tail;
 		p->head_seq = p->tail_seq;
@@ -165,6 +154,15 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	endpoint_add(r, &p->opener);
 	*out = p;
 	return 0;
+fail:
+	if (busy != -EBUSY && p->lockfd < 0) /* we took the role by owner CAS */
+		store_release(&r->prod->owner, 0);
+	if (made_rw && r->producers == 0)
+		protect_ro(r);
+	live_close(p->lockfd); /* drops the producer lock if we took it */
+	free(p);
+	errno = saved;
+	return busy;
 }
 
 SHMRING_API int shmring_producer_shutdown(struct shmring_producer *p)
@@ -197,8 +195,7 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *p)
 	struct shmring *r = p->r;
 	if (--r->producers == 0)
 		protect_ro(r);
-	endpoint_del(r, p->opener);
-	live_close(p->lockfd); /* after shutdown cleared the owner */
+	endpoint_del(r, p->opener); /* shutdown dropped the producer lock */
 	free(p);
 	return 0;
 }
