@@ -6,7 +6,8 @@
 #   make check-symbols   exported symbols == header == version script
 #   make fuzz            libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make install/uninstall  PREFIX, DESTDIR, LIBDIR, INCLUDEDIR
-# Build variants: SAN=asan (ASan+UBSan) builds into build-asan/; CC=clang works.
+# Build variants: SAN=asan (ASan+UBSan) builds into build-asan/, SAN=tsan into
+# build-tsan/; CC=clang works.
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define SHMRING_VERSION_MAJOR \([0-9]*\)/\1/p' include/shmring.h)
 VERSION_MINOR := $(shell sed -n 's/^\#define SHMRING_VERSION_MINOR \([0-9]*\)/\1/p' include/shmring.h)
@@ -31,11 +32,15 @@ ifeq ($(SAN),asan)
 BUILD ?= build-asan
 BASE_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDSAN := -fsanitize=address,undefined
+else ifeq ($(SAN),tsan)
+BUILD ?= build-tsan
+BASE_CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+LDSAN := -fsanitize=thread
 else ifeq ($(SAN),)
 BUILD ?= build
 LDSAN :=
 else
-$(error unknown SAN=$(SAN); use SAN=asan)
+$(error unknown SAN=$(SAN); use SAN=asan or SAN=tsan)
 endif
 
 ifeq ($(V),1)
@@ -112,10 +117,13 @@ tests: deps $(TESTS) examples
 
 # Each test program runs its tests one at a time (-j1): the multi-process
 # tests already fill both cores.  TEST_ARGS passes flags to Criterion.
+# Fragments add phony targets to EXTRA_TESTS; they run after the suite.
+EXTRA_TESTS :=
 test: tests check-symbols
 	$(Q)tools/check-man.sh
 	$(Q)tools/run-examples.sh $(EXAMPLES)
 	$(Q)tools/run-tests.sh $(BUILD) $(TESTS)
+	$(Q)$(if $(strip $(EXTRA_TESTS)),$(MAKE) --no-print-directory $(EXTRA_TESTS),true)
 
 # The sanitizers slow the ring down several times: the multi-process tests
 # run fewer messages there (the full counts run in "make test").
@@ -155,7 +163,15 @@ uninstall:
 		s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${f##*/}; done; fi
 
 clean:
-	rm -rf build build-asan build-clang build-fuzz
+	rm -rf build build-asan build-tsan build-clang build-fuzz build-perf
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=60
 include fuzz/fuzz.mk
+
+# Fragments, each owned by its own part of the tree:
+#   tests/stress/stress.mk  make stress, stress-loop, model
+#   perf/perf.mk            make perf
+#   tools/tool.mk           the shmring command, make demo, packaging test
+-include tests/stress/stress.mk
+-include perf/perf.mk
+-include tools/tool.mk
