@@ -154,16 +154,16 @@ install: lib
 	ln -sf libshmring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmring.so
 	install -m 644 $(BUILD)/shmring.pc $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
-	if [ -d man ] && ls man/*.[0-9] >/dev/null 2>&1; then \
-		for f in man/*.[0-9]; do s=$${f##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
-		install -m 644 $$f $(DESTDIR)$(MANDIR)/man$$s/; done; fi
+	for f in man/man[1-9]/*.[1-9]; do [ -e "$$f" ] || continue; s=$${f##*.}; \
+		install -d $(DESTDIR)$(MANDIR)/man$$s; \
+		install -m 644 $$f $(DESTDIR)$(MANDIR)/man$$s/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/shmring.h $(DESTDIR)$(LIBDIR)/libshmring.a \
 		$(DESTDIR)$(LIBDIR)/libshmring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 		$(DESTDIR)$(LIBDIR)/libshmring.so $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
-	if [ -d man ]; then for f in man/*.[0-9]; do [ -e "$$f" ] || continue; \
-		s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${f##*/}; done; fi
+	for f in man/man[1-9]/*.[1-9]; do [ -e "$$f" ] || continue; \
+		s=$${f##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${f##*/}; done
 
 clean:
 	rm -rf build build-asan build-tsan build-clang build-fuzz build-perf

@@ -2,8 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Checks the manual pages:
 #  1. every function declared with SHMRING_API in include/shmring.h has a
-#     page man/<name>.3 (a full page or a ".so man3/other.3" link whose
-#     target exists), and the overview man/shmring.7 exists;
+#     page man/man3/<name>.3 (a full page or a symbolic link to one), and the overview man/man7/shmring.7 exists;
 #  2. every page renders without a single warning, with
 #     "man --warnings -l -Tutf8" and "groff -man -ww -z" (whichever is
 #     installed; skipped with a message if neither is).
@@ -44,32 +43,28 @@ fi
 # 1. One page per function, and the overview.
 missing=""
 for n in $names; do
-	[ -f "$mandir/$n.3" ] || missing="$missing $n"
+	[ -f "$mandir/man3/$n.3" ] || missing="$missing $n"
 done
 if [ -n "$missing" ]; then
-	echo "check-man: missing man/<name>.3 for:$missing"
+	echo "check-man: missing man/man3/<name>.3 for:$missing"
 	fail=1
 fi
-[ -f "$mandir/shmring.7" ] || { echo "check-man: missing man/shmring.7"; fail=1; }
+[ -f "$mandir/man7/shmring.7" ] || { echo "check-man: missing man/man7/shmring.7"; fail=1; }
 
-# Link pages (".so manN/target.N") must point at a page that exists here.
+# Link pages are symbolic links (so that "man -l man/man3/<page>" renders
+# them from anywhere); each must point at a page that exists here.
 nlinks=0
-for f in "$mandir"/*.[1-9]; do
-	[ -f "$f" ] || continue
-	first=$(sed -n '/^\.\\"/d; /./{p;q;}' "$f")
-	case $first in
-	.so\ *)
+for f in "$mandir"/man[1-9]/*.[1-9]; do
+	if [ -L "$f" ]; then
 		nlinks=$((nlinks + 1))
-		target=${first#.so }
-		[ -f "$mandir/${target##*/}" ] ||
-			{ echo "check-man: ${f##*/}: link target $target does not exist"; fail=1; }
-		;;
-	esac
+		[ -f "$f" ] || { echo "check-man: ${f##*/}: link target $(readlink "$f") does not exist"; fail=1; }
+	elif grep -q '^\.so ' "$f"; then
+		echo "check-man: ${f##*/}: use a symbolic link instead of .so"; fail=1
+	fi
 done
 
-# 2. Render every page and collect warnings.  The pages are reached through
-# man3 and man7 links to man/, as after installation, so that ".so" requests
-# resolve.
+# 2. Render every page and collect warnings, from man/ as after
+# installation, so that ".so manN/page" requests resolve.
 have_man=0 have_groff=0
 command -v man >/dev/null 2>&1 && have_man=1
 command -v groff >/dev/null 2>&1 && have_groff=1
@@ -84,14 +79,13 @@ else
 		{ echo "check-man: cannot make a temporary directory"; exit 1; }
 	trap 'rm -rf "$tmp"' EXIT
 	trap 'exit 1' HUP INT TERM
-	for f in "$mandir"/*.[1-9]; do
+	for f in "$mandir"/man[1-9]/*.[1-9]; do
 		[ -f "$f" ] || continue
 		base=${f##*/}
 		sec=${base##*.}
-		[ -e "$tmp/man$sec" ] || ln -s "$mandir" "$tmp/man$sec"
 		npages=$((npages + 1))
 		if [ $have_man = 1 ]; then
-			(cd "$tmp" && MANWIDTH=80 MANPAGER=cat PAGER=cat \
+			(cd "$mandir" && MANWIDTH=80 MANPAGER=cat PAGER=cat \
 				man --warnings -l -Tutf8 "man$sec/$base" >/dev/null 2>"$tmp/err")
 			rc=$?
 			if [ $rc != 0 ] || [ -s "$tmp/err" ]; then
@@ -99,7 +93,7 @@ else
 			fi
 		fi
 		if [ $have_groff = 1 ]; then
-			(cd "$tmp" && groff -Tutf8 -s -t -man -ww -z "man$sec/$base" 2>"$tmp/err")
+			(cd "$mandir" && groff -Tutf8 -s -t -man -ww -z "man$sec/$base" 2>"$tmp/err")
 			rc=$?
 			if [ $rc != 0 ] || [ -s "$tmp/err" ]; then
 				echo "check-man: groff: $base (exit $rc):"; sed 's/^/    /' "$tmp/err"; fail=1
