@@ -54,7 +54,8 @@ Q := @
 msg = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
-LIB_SRCS := src/ring.c src/producer.c src/consumer.c src/group.c src/live.c src/wait.c src/error.c
+LIB_SRCS := src/ring.c src/producer.c src/consumer.c src/group.c src/live.c src/wait.c \
+	src/notify.c src/error.c
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 PIC_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/pic/%.o)
 HDRS := include/shmring.h $(wildcard src/*.h)

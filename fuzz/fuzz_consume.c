@@ -177,11 +177,10 @@ static void corrupt(struct fz *f, struct st *s, unsigned what)
 	case 7:
 		set_pos_field(f, s, prod_field(s, offsetof(struct shm_prod, reclaim)));
 		break;
-	case 8: { /* closed, owner, wake_seq */
+	case 8: { /* closed, owner */
 		static const size_t offs[] = { offsetof(struct shm_prod, closed),
-					       offsetof(struct shm_prod, owner),
-					       offsetof(struct shm_prod, wake_seq) };
-		set_u32_field(f, prod_field(s, offs[fz_u8(f) % 3]));
+					       offsetof(struct shm_prod, owner) };
+		set_u32_field(f, prod_field(s, offs[fz_u8(f) % 2]));
 		break;
 	}
 	case 9:
@@ -225,7 +224,7 @@ static void corrupt(struct fz *f, struct st *s, unsigned what)
 		break;
 	}
 	case 16: { /* the consumers' shared line */
-		uint8_t *p = s->m + s->ctab_off + 4 * (fz_u8(f) % 6);
+		uint8_t *p = s->m + s->ctab_off + 4 * (fz_u8(f) % 8);
 		set_u32_field(f, p);
 		break;
 	}

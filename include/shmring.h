@@ -18,7 +18,9 @@
  *   shmring_deadline() makes one from a relative timeout.  A deadline whose
  *   tv_nsec is outside [0, 999999999] gives -EINVAL.  A blocking call
  *   that is interrupted by a signal handler retries inside and keeps its
- *   deadline.
+ *   deadline, unless shmring_set_eintr() asked for -EINTR; either way
+ *   shmring_consumer_interrupt() and shmring_producer_interrupt() make it
+ *   return -EINTR.
  * - Positions are byte counts since the ring was created; they never wrap.
  *
  * Who may call what (SPMC contract)
@@ -38,13 +40,24 @@
  *   other, in any processes, with no lock.  Two threads may not use the same
  *   endpoint handle at once.
  *
- *   Async-signal-safe (only lock-free atomics and the futex system call, errno
- *   preserved), marked [AS-safe] below: shmring_reserve, shmring_commit,
- *   shmring_abort, shmring_send, shmring_producer_shutdown, shmring_peek,
- *   shmring_peek_batch, shmring_release, shmring_recv, shmring_recv_batch,
- *   shmring_lost, shmring_strerror, shmring_deadline.
- *   A handler must not interrupt a call on the same handle and then call into
- *   that handle.
+ *   Async-signal-safe, marked [AS-safe] below: they use only lock-free
+ *   atomics (asserted at compile time) and system calls that
+ *   signal-safety(7) lists (futex, fcntl, close, sigqueue, clock_gettime),
+ *   and they preserve errno.  Producer: shmring_reserve, shmring_commit,
+ *   shmring_abort, shmring_send, shmring_producer_shutdown,
+ *   shmring_producer_interrupt.  Consumer: shmring_peek, shmring_peek_batch,
+ *   shmring_release, shmring_recv, shmring_recv_batch, shmring_lost,
+ *   shmring_consumer_interrupt.  Also shmring_strerror, shmring_deadline.
+ *   The blocking (_wait) calls, the open and close calls and
+ *   shmring_notify are not.
+ *
+ *   Re-entrancy: a signal handler that interrupts a call on an endpoint and
+ *   calls into the same endpoint gets -EBUSY and changes nothing (except
+ *   shmring_producer_shutdown and the _interrupt calls, which are made for
+ *   that: see them).  shmring_send also gives -EBUSY while records reserved
+ *   with shmring_reserve wait for their shmring_commit, so a handler cannot
+ *   publish the half-written record of the code it interrupted.  A handler
+ *   may use any endpoint that the interrupted code was not using.
  *
  * Fork: a child inherits the ring handle and may open its own endpoints on
  * it.  An inherited endpoint handle must then be used by only one of the two
@@ -303,14 +316,18 @@ SHMRING_API int shmring_producer_open(struct shmring *ring,
  * SIGTERM) may call it: discards uncommitted reservations, marks the ring
  * closed, gives up the producer role and wakes every sleeping consumer; they
  * drain what was published, then get -EPIPE.  Later reserves, commits, aborts
- * and sends on this handle return -EPIPE; a second shutdown returns 0.  Returns 0 (also when
+ * and sends on this handle return -EPIPE; a second shutdown returns 0.
+ * Called from a handler that interrupted a call on this producer, it takes
+ * effect when that call returns (a call waiting for room returns -EPIPE at
+ * once): the ring is never left half-updated.  Returns 0 (also when
  * already shut down), or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_producer_shutdown(struct shmring_producer *producer);
 
 /*
  * Shuts the producer down as shmring_producer_shutdown() does (if not done
- * yet) and frees the handle.  Returns 0, or -EINVAL for NULL.
+ * yet) and frees the handle.  Returns 0, -EINVAL for NULL, or -EBUSY when
+ * called from a handler that interrupted a call on this producer.
  */
 SHMRING_API int shmring_producer_close(struct shmring_producer *producer);
 
@@ -338,7 +355,9 @@ SHMRING_API int shmring_reserve(struct shmring_producer *producer, size_t len,
 
 /*
  * Like shmring_reserve() but waits until there is room or `deadline` passes
- * (-ETIMEDOUT).  Spins briefly, then sleeps on a futex.
+ * (-ETIMEDOUT).  Spins briefly, then sleeps on a futex.  Also returns
+ * -EINTR (shmring_producer_interrupt(), or a signal with
+ * shmring_set_eintr()) and -EPIPE (a handler shut the producer down).
  */
 SHMRING_API int shmring_reserve_wait(struct shmring_producer *producer, size_t len,
 				     void **data, const struct timespec *deadline);
@@ -360,14 +379,17 @@ SHMRING_API int shmring_commit(struct shmring_producer *producer);
 SHMRING_API int shmring_abort(struct shmring_producer *producer);
 
 /*
- * Copies one message into the ring and publishes it (together with any
- * records reserved before).  Does not wait.  Returns 0 or the errors of
- * shmring_reserve().  [AS-safe]
+ * Copies one message into the ring and publishes it.  Does not wait.
+ * Returns 0, the errors of shmring_reserve(), or -EBUSY while records
+ * reserved with shmring_reserve() are not yet committed or aborted (or when
+ * called from a handler that interrupted a call on this producer).
+ * [AS-safe]
  */
 SHMRING_API int shmring_send(struct shmring_producer *producer, const void *msg,
 			     size_t len);
 
-/* Like shmring_send() but waits for room until `deadline` (-ETIMEDOUT). */
+/* Like shmring_send() but waits for room until `deadline` (-ETIMEDOUT);
+ * -EINTR and -EPIPE as for shmring_reserve_wait(). */
 SHMRING_API int shmring_send_wait(struct shmring_producer *producer, const void *msg,
 				  size_t len, const struct timespec *deadline);
 
@@ -541,6 +563,73 @@ SHMRING_API int shmring_lost(const struct shmring_consumer *consumer, uint64_t *
  * the next wait).  Returns 0, or -EINVAL for NULL.
  */
 SHMRING_API int shmring_set_spin(struct shmring *ring, uint64_t spin_ns);
+
+/*
+ * Chooses what the blocking calls of this handle's endpoints do when a
+ * signal handler runs while they sleep in the kernel: retry, keeping their
+ * deadline (enable = 0, the default), or return -EINTR (enable = 1), so that
+ * the caller can look at what its handler did.  A signal that arrives while
+ * the call is spinning, or between two sleeps, does not interrupt it: use
+ * shmring_consumer_interrupt() or shmring_producer_interrupt() from the
+ * handler when the call must return for certain.  May be called at any
+ * time.  Returns 0, or -EINVAL for NULL.
+ */
+SHMRING_API int shmring_set_eintr(struct shmring *ring, int enable);
+
+/* ---- Signals ------------------------------------------------------------ */
+
+/*
+ * Makes the blocking call that is waiting on this consumer, or else the
+ * next one that would wait, return -EINTR.  Meant for a signal handler (for
+ * example on SIGTERM) that must get its own blocked shmring_recv_wait()
+ * back promptly: the call returns within one futex wake-up, whatever its
+ * spin or sleep state when the handler ran.  A call that finds a message
+ * returns the message; the interrupt stays pending until a call would
+ * wait, and is used up by the -EINTR it causes.  May wake other sleepers
+ * of the ring for nothing (they sleep again).  Returns 0, or -EINVAL for
+ * NULL.  [AS-safe]
+ */
+SHMRING_API int shmring_consumer_interrupt(struct shmring_consumer *consumer);
+
+/*
+ * The same for the producer: shmring_reserve_wait() or shmring_send_wait()
+ * waiting for room (or the next one that would wait) returns -EINTR.
+ * Returns 0, or -EINVAL for NULL.  [AS-safe]
+ */
+SHMRING_API int shmring_producer_interrupt(struct shmring_producer *producer);
+
+/*
+ * Arms a notification by signal, like mq_notify(3) with SIGEV_SIGNAL: the
+ * next time this consumer has something to read (a message, or the end of
+ * the ring), the producer sends signal `signo` to this process with
+ * sigqueue(3), carrying `value` (si_value.sival_ptr, si_code SI_QUEUE,
+ * si_pid the producer's pid); pass something that names the ring and the
+ * cursor, such as the consumer handle.  One arming gives one signal, so a
+ * fast producer cannot flood the consumer; arm again after draining.  If
+ * there is already something to read, or the producer is dead, the signal
+ * is sent at once by this call.  With the signal blocked and read through
+ * signalfd(2), the ring becomes a pollable file descriptor (see
+ * examples/epoll_loop.c); a group member is notified when its group has
+ * something to read.
+ *
+ * signo 0 disarms.  Arming again while armed replaces signo and value.
+ * The producer finds the process to signal through a record lock
+ * (fcntl(2) F_SETLK) that this call takes on a byte of the ring's file, so
+ * a pid written into shared memory by a hostile peer is never signalled;
+ * the kernel checks the producer's permission to signal (same user, or
+ * CAP_KILL), and a notification it refuses is dropped.  POSIX releases a
+ * process's record locks on a file when it closes any descriptor of that
+ * file: the library re-takes them after its own closes on this ring handle,
+ * but after opening or closing another handle of the same ring in this
+ * process, arm again.  No signal comes if the producer dies after the
+ * arming: an event loop should arm again now and then (from a timer), which
+ * checks the producer.
+ *
+ * Returns 0, or -EINVAL (NULL, or signo not a signal number, or SIGKILL or
+ * SIGSTOP), -EBUSY (called from a handler that interrupted a call on this
+ * consumer), or the error of the record lock (for example -ENOLCK).
+ */
+SHMRING_API int shmring_notify(struct shmring_consumer *consumer, int signo, void *value);
 
 #ifdef __cplusplus
 }

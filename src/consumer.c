@@ -154,6 +154,8 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 static void consumer_free(struct shmring_consumer *c)
 {
 	live_close(c->lockfd);
+	/* That close dropped this process's record locks on the file. */
+	notify_relock(c->r);
 	int saved = errno;
 	free(c);
 	errno = saved;
@@ -230,6 +232,9 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *c)
 {
 	if (!c)
 		return -EINVAL;
+	if (c->busy)
+		return -EBUSY;
+	notify_disarm(c);
 	if (c->grp) {
 		group_leave(c);
 	} else {
@@ -443,46 +448,9 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 	return (int)k;
 }
 
-SHMRING_API int shmring_peek(struct shmring_consumer *c, const void **data, size_t *len)
+static int peek_batch_wait(struct shmring_consumer *c, struct shmring_msg *msgs, unsigned max,
+			   const struct timespec *deadline)
 {
-	if (!c || !data || !len)
-		return -EINVAL;
-	struct shmring_msg m;
-	int rc = peek_batch(c, &m, 1);
-	if (rc < 0)
-		return rc;
-	*data = m.data;
-	*len = m.len;
-	return 0;
-}
-
-SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data, size_t *len,
-				  const struct timespec *deadline)
-{
-	if (!data || !len)
-		return -EINVAL;
-	struct shmring_msg m;
-	int rc = shmring_peek_batch_wait(c, &m, 1, deadline);
-	if (rc < 0)
-		return rc;
-	*data = m.data;
-	*len = m.len;
-	return 0;
-}
-
-SHMRING_API int shmring_peek_batch(struct shmring_consumer *c, struct shmring_msg *msgs,
-				   unsigned max)
-{
-	if (!c || !msgs || !max)
-		return -EINVAL;
-	return peek_batch(c, msgs, max);
-}
-
-SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmring_msg *msgs,
-					unsigned max, const struct timespec *deadline)
-{
-	if (!c || !msgs || !max || !valid_deadline(deadline))
-		return -EINVAL;
 	for (;;) {
 		int rc = peek_batch(c, msgs, max);
 		if (rc != -EAGAIN)
@@ -497,36 +465,111 @@ SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmri
 	}
 }
 
+static int recv_batch_wait(struct shmring_consumer *c, void *buf, size_t buflen,
+			   struct shmring_msg *msgs, unsigned max,
+			   const struct timespec *deadline)
+{
+	for (;;) {
+		int rc = recv_batch(c, buf, buflen, msgs, max);
+		if (rc != -EAGAIN)
+			return rc;
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
+		rc = wait_for_data(c, deadline);
+		if (rc)
+			return rc;
+	}
+}
+
+/* One message through the batch functions: peek (wait) or recv (wait). */
+static int peek_one(struct shmring_consumer *c, const void **data, size_t *len,
+		    const struct timespec *deadline, int wait)
+{
+	struct shmring_msg m;
+	ENTER(c);
+	int rc = wait ? peek_batch_wait(c, &m, 1, deadline) : peek_batch(c, &m, 1);
+	leave_consumer(c);
+	if (rc < 0)
+		return rc;
+	*data = m.data;
+	*len = m.len;
+	return 0;
+}
+
+static int recv_one(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len,
+		    const struct timespec *deadline, int wait)
+{
+	struct shmring_msg m;
+	ENTER(c);
+	int rc = wait ? recv_batch_wait(c, buf, buflen, &m, 1, deadline)
+		      : recv_batch(c, buf, buflen, &m, 1);
+	leave_consumer(c);
+	if (rc < 0 && rc != -EMSGSIZE)
+		return rc;
+	*len = m.len;
+	return rc < 0 ? rc : 0;
+}
+
+SHMRING_API int shmring_peek(struct shmring_consumer *c, const void **data, size_t *len)
+{
+	if (!c || !data || !len)
+		return -EINVAL;
+	return peek_one(c, data, len, NULL, 0);
+}
+
+SHMRING_API int shmring_peek_wait(struct shmring_consumer *c, const void **data, size_t *len,
+				  const struct timespec *deadline)
+{
+	if (!c || !data || !len || !valid_deadline(deadline))
+		return -EINVAL;
+	return peek_one(c, data, len, deadline, 1);
+}
+
+SHMRING_API int shmring_peek_batch(struct shmring_consumer *c, struct shmring_msg *msgs,
+				   unsigned max)
+{
+	if (!c || !msgs || !max)
+		return -EINVAL;
+	ENTER(c);
+	int rc = peek_batch(c, msgs, max);
+	leave_consumer(c);
+	return rc;
+}
+
+SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmring_msg *msgs,
+					unsigned max, const struct timespec *deadline)
+{
+	if (!c || !msgs || !max || !valid_deadline(deadline))
+		return -EINVAL;
+	ENTER(c);
+	int rc = peek_batch_wait(c, msgs, max, deadline);
+	leave_consumer(c);
+	return rc;
+}
+
 SHMRING_API int shmring_release(struct shmring_consumer *c)
 {
 	if (!c)
 		return -EINVAL;
-	return c->grp ? group_release(c) : release(c);
+	ENTER(c);
+	int rc = c->grp ? group_release(c) : release(c);
+	leave_consumer(c);
+	return rc;
 }
 
 SHMRING_API int shmring_recv(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len)
 {
 	if (!c || !len || (!buf && buflen))
 		return -EINVAL;
-	struct shmring_msg m;
-	int rc = recv_batch(c, buf, buflen, &m, 1);
-	if (rc < 0 && rc != -EMSGSIZE)
-		return rc;
-	*len = m.len;
-	return rc < 0 ? rc : 0;
+	return recv_one(c, buf, buflen, len, NULL, 0);
 }
 
 SHMRING_API int shmring_recv_wait(struct shmring_consumer *c, void *buf, size_t buflen,
 				  size_t *len, const struct timespec *deadline)
 {
-	if (!len)
+	if (!c || !len || (!buf && buflen) || !valid_deadline(deadline))
 		return -EINVAL;
-	struct shmring_msg m;
-	int rc = shmring_recv_batch_wait(c, buf, buflen, &m, 1, deadline);
-	if (rc < 0 && rc != -EMSGSIZE)
-		return rc;
-	*len = m.len;
-	return rc < 0 ? rc : 0;
+	return recv_one(c, buf, buflen, len, deadline, 1);
 }
 
 SHMRING_API int shmring_recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
@@ -534,7 +577,10 @@ SHMRING_API int shmring_recv_batch(struct shmring_consumer *c, void *buf, size_t
 {
 	if (!c || !msgs || !max || (!buf && buflen))
 		return -EINVAL;
-	return recv_batch(c, buf, buflen, msgs, max);
+	ENTER(c);
+	int rc = recv_batch(c, buf, buflen, msgs, max);
+	leave_consumer(c);
+	return rc;
 }
 
 SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *c, void *buf, size_t buflen,
@@ -543,16 +589,17 @@ SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *c, void *buf, s
 {
 	if (!c || !msgs || !max || (!buf && buflen) || !valid_deadline(deadline))
 		return -EINVAL;
-	for (;;) {
-		int rc = recv_batch(c, buf, buflen, msgs, max);
-		if (rc != -EAGAIN)
-			return rc;
-		/* Also bounds a loop where the wait sees data that the read
-		 * cannot take yet (an overwrite snapshot in progress). */
-		if (deadline_passed(deadline))
-			return -ETIMEDOUT;
-		rc = wait_for_data(c, deadline);
-		if (rc)
-			return rc;
-	}
+	ENTER(c);
+	int rc = recv_batch_wait(c, buf, buflen, msgs, max, deadline);
+	leave_consumer(c);
+	return rc;
+}
+
+SHMRING_API int shmring_consumer_interrupt(struct shmring_consumer *c)
+{
+	if (!c)
+		return -EINVAL;
+	store_release(&c->intr, 1);
+	futex_bump_wake(consumer_word(c));
+	return 0;
 }

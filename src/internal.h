@@ -32,6 +32,10 @@ struct shmring {
 	struct shm_geom g;
 	uint32_t policy;
 	_Atomic uint64_t spin_ns;
+	_Atomic int eintr;      /* shmring_set_eintr() */
+	_Atomic uint64_t *armed; /* bitmap: slots whose notification this
+	                         * process armed through this handle (their
+	                         * record locks are re-taken after our closes) */
 	struct shm_prod *prod;
 	struct shm_cshared *cs;
 	struct shm_slot *slots;
@@ -62,6 +66,9 @@ struct shmring_producer {
 	uint64_t last_reap;     /* when we last looked for dead cursors */
 	uint32_t eagain;        /* -EAGAIN returns since then */
 	pid_t opener;
+	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
+	a32 shut_req;           /* shutdown asked while busy: done on the way out */
+	a32 intr;               /* shmring_producer_interrupt() pending */
 };
 
 struct shmring_consumer {
@@ -87,7 +94,25 @@ struct shmring_consumer {
 	uint32_t eagain;        /* -EAGAIN returns since the last check */
 	uint64_t last_check;    /* when we last checked the producer */
 	pid_t opener;
+	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
+	a32 intr;               /* shmring_consumer_interrupt() pending */
 };
+
+/* Re-entrancy guard of the endpoint calls: a signal handler that interrupts
+ * a call and calls into the same endpoint gets -EBUSY.  The handler runs on
+ * the interrupted thread, so compiler barriers order the flag. */
+#define ENTER(h)                        \
+	do {                            \
+		if ((h)->busy)          \
+			return -EBUSY;  \
+		(h)->busy = 1;          \
+		signal_fence();         \
+	} while (0)
+static inline void leave_consumer(struct shmring_consumer *c)
+{
+	signal_fence();
+	c->busy = 0;
+}
 
 /* wait.c */
 uint64_t now_ns(void);
@@ -95,6 +120,9 @@ int deadline_passed(const struct timespec *deadline);
 int valid_deadline(const struct timespec *deadline);
 int futex_wait_until(a32 *word, uint32_t val, const struct timespec *deadline);
 void futex_wake(a32 *word, int n);
+void futex_bump_wake(a32 *word);
+a32 *consumer_word(const struct shmring_consumer *c);
+int want_eintr(const struct shmring *r);
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline);
 int wait_for_room(struct shmring_producer *p, uint64_t end,
 		  const struct timespec *deadline);
@@ -108,6 +136,7 @@ uint64_t spin_ns(const struct shmring *r);
 
 int claim_slot(struct shmring *r, int lockfd, struct shm_slot **out);
 int producer_gone(struct shmring_consumer *c);
+int consumer_ready(const struct shmring_consumer *c);
 int idle_check(struct shmring_consumer *c);
 int attach_position(struct shmring *r, struct shm_slot *s, unsigned flags, uint64_t *pos);
 int prod_snapshot(const struct shm_prod *prod, uint64_t *head, uint64_t *head_seq,
@@ -115,6 +144,13 @@ int prod_snapshot(const struct shm_prod *prod, uint64_t *head, uint64_t *head_se
 
 /* producer.c */
 int refresh_limit(struct shmring_producer *p);
+void leave_producer(struct shmring_producer *p);
+
+/* notify.c */
+uint64_t notify_byte(const struct shmring *r, uint32_t i);
+void notify_fire(struct shmring *r);
+void notify_disarm(struct shmring_consumer *c);
+void notify_relock(struct shmring *r);
 
 /* live.c */
 uint64_t slot_byte(const struct shmring *r, uint32_t i);

@@ -22,7 +22,7 @@
 #include "atomics.h"
 
 #define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
-#define SHMRING_LAYOUT_VERSION 2u
+#define SHMRING_LAYOUT_VERSION 3u
 #define SLOT_SIZE 128u
 #define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
 
@@ -79,7 +79,7 @@ struct shm_prod {
 	uint8_t pad1[LINE - 40];
 	/* line 1: slow-path state */
 	a64 reclaim;           /* block: the producer may overwrite data below this */
-	a32 wake_seq;          /* futex broadcast consumers sleep on */
+	uint32_t pad_w;        /* was the consumers' futex (layout 2) */
 	a32 closed;            /* 1 once a producer shut down; 0 while one runs */
 	a32 owner;             /* 0, or the producer's pid while one is attached */
 	uint32_t pad2;
@@ -92,7 +92,6 @@ _Static_assert(offsetof(struct shm_prod, head) == 16, "layout");
 _Static_assert(offsetof(struct shm_prod, head_seq) == 24, "layout");
 _Static_assert(offsetof(struct shm_prod, ver) == 32, "layout");
 _Static_assert(offsetof(struct shm_prod, reclaim) == 128, "layout");
-_Static_assert(offsetof(struct shm_prod, wake_seq) == 136, "layout");
 _Static_assert(offsetof(struct shm_prod, closed) == 140, "layout");
 _Static_assert(offsetof(struct shm_prod, owner) == 144, "layout");
 _Static_assert(offsetof(struct shm_prod, owner_start) == 152, "layout");
@@ -106,7 +105,11 @@ struct shm_cshared {
 	a32 hiwater;           /* 1 + highest slot index ever claimed */
 	a32 gsleepers;         /* group members inside the sleep protocol */
 	a32 glock;             /* 0, or the pid creating a group (see group.c) */
-	uint8_t pad[LINE - 24];
+	a32 wake_seq;          /* futex broadcast consumers sleep on (here, in
+	                        * consumer-writable memory, so that a consumer
+	                        * can interrupt its own sleep) */
+	a32 notifiers;         /* slots with a notification armed */
+	uint8_t pad[LINE - 32];
 };
 _Static_assert(offsetof(struct shm_cshared, sleepers) == 0, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_waiting) == 4, "layout");
@@ -114,6 +117,8 @@ _Static_assert(offsetof(struct shm_cshared, prod_wake_seq) == 8, "layout");
 _Static_assert(offsetof(struct shm_cshared, hiwater) == 12, "layout");
 _Static_assert(offsetof(struct shm_cshared, gsleepers) == 16, "layout");
 _Static_assert(offsetof(struct shm_cshared, glock) == 20, "layout");
+_Static_assert(offsetof(struct shm_cshared, wake_seq) == 24, "layout");
+_Static_assert(offsetof(struct shm_cshared, notifiers) == 28, "layout");
 _Static_assert(sizeof(struct shm_cshared) == LINE, "layout");
 
 enum { SLOT_FREE = 0, SLOT_CLAIMED = 1, SLOT_ACTIVE = 2 };
@@ -134,12 +139,13 @@ struct shm_slot {
 	uint32_t pad0;
 	a64 owner_start;       /* reserved for liveness */
 	a32 futex;             /* group: members sleep here */
-	a32 notify;            /* reserved: notification settings */
+	a32 notify;            /* signal number while a notification is armed */
 	a64 members;           /* group: generation << 32 | member count */
 	a32 gsleep;            /* group: members inside the sleep protocol */
 	a32 group;             /* member: index of its group's slot */
 	char name[GROUP_NAME_MAX + 1]; /* group: its name, NUL-terminated */
-	uint8_t pad1[SLOT_SIZE - 88];
+	a64 notify_val;        /* the notification's si_value */
+	uint8_t pad1[SLOT_SIZE - 96];
 };
 _Static_assert(offsetof(struct shm_slot, pos) == 0, "layout");
 _Static_assert(offsetof(struct shm_slot, state) == 8, "layout");
@@ -152,6 +158,7 @@ _Static_assert(offsetof(struct shm_slot, members) == 40, "layout");
 _Static_assert(offsetof(struct shm_slot, gsleep) == 48, "layout");
 _Static_assert(offsetof(struct shm_slot, group) == 52, "layout");
 _Static_assert(offsetof(struct shm_slot, name) == 56, "layout");
+_Static_assert(offsetof(struct shm_slot, notify_val) == 88, "layout");
 _Static_assert(sizeof(struct shm_slot) == SLOT_SIZE, "layout");
 
 /* A record: this header, then len payload bytes, padded to 8. */

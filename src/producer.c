@@ -165,12 +165,10 @@ fail:
 	return busy;
 }
 
-SHMRING_API int shmring_producer_shutdown(struct shmring_producer *p)
+static void do_shutdown(struct shmring_producer *p)
 {
-	if (!p)
-		return -EINVAL;
 	if (p->shut)
-		return 0;
+		return;
 	p->shut = 1;
 	p->rtail = p->tail;
 	p->seq = p->tail_seq;
@@ -184,6 +182,54 @@ SHMRING_API int shmring_producer_shutdown(struct shmring_producer *p)
 	int fd = p->lockfd;
 	p->lockfd = -1;
 	live_close(fd);
+	/* That close dropped this process's record locks on the file. */
+	notify_relock(p->r);
+}
+
+/*
+ * Leaves a call.  A shutdown asked meanwhile by a signal handler (which
+ * found us busy) is done now; one asked between our last look and clearing
+ * busy is seen by the look after.
+ */
+void leave_producer(struct shmring_producer *p)
+{
+	for (;;) {
+		if (load_relaxed(&p->shut_req) && !p->shut)
+			do_shutdown(p);
+		signal_fence();
+		p->busy = 0;
+		signal_fence();
+		if (!load_relaxed(&p->shut_req) || p->shut)
+			return;
+		p->busy = 1;
+		signal_fence();
+	}
+}
+
+SHMRING_API int shmring_producer_shutdown(struct shmring_producer *p)
+{
+	if (!p)
+		return -EINVAL;
+	if (p->busy) {
+		/* We interrupted a call on this handle: it shuts down on its
+		 * way out; one waiting for room wakes for that. */
+		store_release(&p->shut_req, 1);
+		futex_bump_wake(&p->cs->prod_wake_seq);
+		return 0;
+	}
+	p->busy = 1;
+	signal_fence();
+	do_shutdown(p);
+	leave_producer(p);
+	return 0;
+}
+
+SHMRING_API int shmring_producer_interrupt(struct shmring_producer *p)
+{
+	if (!p)
+		return -EINVAL;
+	store_release(&p->intr, 1);
+	futex_bump_wake(&p->cs->prod_wake_seq);
 	return 0;
 }
 
@@ -191,6 +237,8 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *p)
 {
 	if (!p)
 		return -EINVAL;
+	if (p->busy)
+		return -EBUSY;
 	shmring_producer_shutdown(p);
 	struct shmring *r = p->r;
 	if (--r->producers == 0)
@@ -281,14 +329,15 @@ SHMRING_API int shmring_reserve(struct shmring_producer *p, size_t len, void **d
 {
 	if (!p || !data)
 		return -EINVAL;
-	return reserve(p, len, data);
+	ENTER(p);
+	int rc = reserve(p, len, data);
+	leave_producer(p);
+	return rc;
 }
 
-SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, void **data,
-				     const struct timespec *deadline)
+static int reserve_wait(struct shmring_producer *p, size_t len, void **data,
+			const struct timespec *deadline)
 {
-	if (!p || !data || !valid_deadline(deadline))
-		return -EINVAL;
 	for (;;) {
 		int rc = reserve(p, len, data);
 		if (rc != -EAGAIN)
@@ -297,6 +346,17 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, voi
 		if (rc)
 			return rc;
 	}
+}
+
+SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, void **data,
+				     const struct timespec *deadline)
+{
+	if (!p || !data || !valid_deadline(deadline))
+		return -EINVAL;
+	ENTER(p);
+	int rc = reserve_wait(p, len, data, deadline);
+	leave_producer(p);
+	return rc;
 }
 
 static inline int commit(struct shmring_producer *p)
@@ -325,49 +385,62 @@ SHMRING_API int shmring_commit(struct shmring_producer *p)
 {
 	if (!p)
 		return -EINVAL;
-	if (p->shut)
-		return -EPIPE;
-	return commit(p);
+	ENTER(p);
+	int rc = p->shut ? -EPIPE : commit(p);
+	leave_producer(p);
+	return rc;
 }
 
 SHMRING_API int shmring_abort(struct shmring_producer *p)
 {
 	if (!p)
 		return -EINVAL;
-	if (p->shut)
-		return -EPIPE;
-	int n = (int)p->nres;
-	p->nres = 0;
-	p->rtail = p->tail;
-	p->seq = p->tail_seq;
+	ENTER(p);
+	int n = -EPIPE;
+	if (!p->shut) {
+		n = (int)p->nres;
+		p->nres = 0;
+		p->rtail = p->tail;
+		p->seq = p->tail_seq;
+	}
+	leave_producer(p);
 	return n;
 }
 
-SHMRING_API int shmring_send(struct shmring_producer *p, const void *msg, size_t len)
+/* Reserve, copy, commit: with reservations pending (the interrupted code's,
+ * if we run in a signal handler) the commit would publish them too. */
+static int send(struct shmring_producer *p, const void *msg, size_t len,
+		const struct timespec *deadline, int wait)
 {
 	void *d;
-	if (!p || (!msg && len))
-		return -EINVAL;
-	int rc = reserve(p, len, &d);
+	if (p->nres)
+		return p->shut ? -EPIPE : -EBUSY;
+	int rc = wait ? reserve_wait(p, len, &d, deadline) : reserve(p, len, &d);
 	if (rc)
 		return rc;
 	if (len)
 		memcpy(d, msg, len);
 	commit(p);
 	return 0;
+}
+
+SHMRING_API int shmring_send(struct shmring_producer *p, const void *msg, size_t len)
+{
+	if (!p || (!msg && len))
+		return -EINVAL;
+	ENTER(p);
+	int rc = send(p, msg, len, NULL, 0);
+	leave_producer(p);
+	return rc;
 }
 
 SHMRING_API int shmring_send_wait(struct shmring_producer *p, const void *msg, size_t len,
 				  const struct timespec *deadline)
 {
-	void *d;
 	if (!p || (!msg && len) || !valid_deadline(deadline))
 		return -EINVAL;
-	int rc = shmring_reserve_wait(p, len, &d, deadline);
-	if (rc)
-		return rc;
-	if (len)
-		memcpy(d, msg, len);
-	commit(p);
-	return 0;
+	ENTER(p);
+	int rc = send(p, msg, len, deadline, 1);
+	leave_producer(p);
+	return rc;
 }

@@ -229,6 +229,12 @@ static int attach_fd(int fd, struct shmring **out)
 	r->writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
 	r->policy = h.policy;
 	atomic_init(&r->spin_ns, DEFAULT_SPIN_NS);
+	atomic_init(&r->eintr, 0);
+	r->armed = calloc((r->g.nslots + 63) / 64, sizeof(*r->armed));
+	if (!r->armed) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	rc = map_ring(r);
 	if (rc)
 		goto fail;
@@ -239,6 +245,8 @@ static int attach_fd(int fd, struct shmring **out)
 	*out = r;
 	return 0;
 fail:
+	if (r)
+		free((void *)r->armed);
 	free(r);
 	close(fd);
 	return rc;
@@ -458,6 +466,7 @@ SHMRING_API int shmring_close(struct shmring *r)
 	int saved = errno;
 	munmap(r->base, r->map_len);
 	close(r->fd);
+	free((void *)r->armed);
 	free(r);
 	errno = saved;
 	return 0;

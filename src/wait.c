@@ -59,8 +59,10 @@ SHMRING_API int shmring_deadline(struct timespec *deadline, uint64_t timeout_ns)
 }
 
 /* Sleeps while *word == val, until woken or the absolute CLOCK_MONOTONIC
- * deadline.  Returns 0 (woken, value changed, or interrupted: the caller
- * re-checks) or -ETIMEDOUT.  Preserves errno. */
+ * deadline.  Returns 0 (woken, or the value changed: the caller re-checks),
+ * -EINTR (a signal handler ran) or -ETIMEDOUT.  Preserves errno.  The
+ * kernel restarts a timed futex wait only when no handler runs, so a
+ * handler always makes it return -EINTR, whatever its SA_RESTART. */
 int futex_wait_until(a32 *word, uint32_t val, const struct timespec *deadline)
 {
 	int saved = errno;
@@ -70,7 +72,7 @@ int futex_wait_until(a32 *word, uint32_t val, const struct timespec *deadline)
 	errno = saved;
 	if (rc < 0 && e == ETIMEDOUT)
 		return -ETIMEDOUT;
-	return 0;
+	return rc < 0 && e == EINTR ? -EINTR : 0;
 }
 
 void futex_wake(a32 *word, int n)
@@ -78,6 +80,28 @@ void futex_wake(a32 *word, int n)
 	int saved = errno;
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
 	errno = saved;
+}
+
+/* Changes the word and wakes everybody sleeping on it: a sleeper that read
+ * the word before the change does not go to sleep, one already asleep
+ * wakes and re-checks.  [AS-safe] */
+void futex_bump_wake(a32 *word)
+{
+	atomic_fetch_add_explicit(word, 1, memory_order_release);
+	futex_wake(word, INT_MAX);
+}
+
+int want_eintr(const struct shmring *r)
+{
+	return atomic_load_explicit(&((struct shmring *)r)->eintr, memory_order_relaxed);
+}
+
+SHMRING_API int shmring_set_eintr(struct shmring *r, int enable)
+{
+	if (!r)
+		return -EINVAL;
+	atomic_store_explicit(&r->eintr, enable != 0, memory_order_relaxed);
+	return 0;
 }
 
 /* The earlier of the caller's deadline and now + ns: sleeps are cut short
@@ -123,11 +147,15 @@ void wake_consumers(struct shmring *r, int n)
 	 * announces itself. */
 	fence_full();
 	if (load_relaxed(&r->cs->sleepers)) {
-		atomic_fetch_add_explicit(&r->prod->wake_seq, 1, memory_order_release);
-		futex_wake(&r->prod->wake_seq, INT_MAX);
+		atomic_fetch_add_explicit(&r->cs->wake_seq, 1, memory_order_release);
+		futex_wake(&r->cs->wake_seq, INT_MAX);
 	}
 	if (load_relaxed(&r->cs->gsleepers))
 		wake_groups(r, n);
+	/* Same line as the sleeper counts: no cost while nobody armed one.
+	 * Pairs with the fence in shmring_notify() after arming. */
+	if (load_relaxed(&r->cs->notifiers))
+		notify_fire(r);
 }
 
 /* Consumer side, after releasing room or detaching. */
@@ -153,14 +181,30 @@ static int has_data(const struct shmring_consumer *c)
 	       c->prod_gone;
 }
 
-static int ready(const struct shmring_consumer *c)
+int consumer_ready(const struct shmring_consumer *c)
 {
 	return c->grp ? group_has_data(c) : has_data(c);
 }
 
+/* A pending shmring_consumer_interrupt() or shmring_producer_interrupt(),
+ * used up. */
+static int take_intr(a32 *intr)
+{
+	if (!load_relaxed(intr))
+		return 0;
+	return atomic_exchange_explicit(intr, 0, memory_order_acquire) != 0;
+}
+
+/* The futex a consumer sleeps on; shmring_consumer_interrupt() bumps it. */
+a32 *consumer_word(const struct shmring_consumer *c)
+{
+	return c->grp ? &c->grp->futex : &c->cs->wake_seq;
+}
+
 /*
  * Waits until there may be data (or the ring is closed, or its producer
- * died): 0, or -ETIMEDOUT.  A broadcast consumer sleeps on the producer's
+ * died): 0, -ETIMEDOUT, or -EINTR (an interrupt, or a signal with
+ * shmring_set_eintr()).  A broadcast consumer sleeps on the consumers'
  * wake_seq, counted in the ring's `sleepers`; a group member sleeps on its
  * group's futex, counted in the group's gsleep and the ring's gsleepers, so
  * that the producer wakes one member per record instead of all of them.
@@ -168,13 +212,15 @@ static int ready(const struct shmring_consumer *c)
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 {
 	uint64_t start = now_ns(), spin = spin_ns(c->r);
-	a32 *word = c->grp ? &c->grp->futex : &c->prod->wake_seq;
+	a32 *word = consumer_word(c);
 	a32 *count = c->grp ? &c->cs->gsleepers : &c->cs->sleepers;
 	a32 *gcount = c->grp ? &c->grp->gsleep : NULL;
 
 	for (unsigned i = 1; spin; i++) {
-		if (ready(c))
+		if (consumer_ready(c))
 			return 0;
+		if (take_intr(&c->intr))
+			return -EINTR;
 		cpu_relax();
 		if ((i & 63) == 0) {
 			uint64_t t = now_ns();
@@ -190,16 +236,20 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 			atomic_fetch_add_explicit(gcount, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
 		fence_full(); /* pairs with the fence in wake_consumers() */
-		int now = ready(c), capped = 0;
+		int now = consumer_ready(c), capped = 0;
 		struct timespec cap;
 		const struct timespec *dl = c->r->live ?
 			cap_deadline(deadline, LIVE_CHECK_NS, &cap, &capped) : deadline;
-		int rc = now ? 0 : futex_wait_until(word, v, dl);
+		/* An interrupt after this check bumps the word, which we read
+		 * before: then the wait returns at once. */
+		int rc = now || load_relaxed(&c->intr) ? 0 : futex_wait_until(word, v, dl);
 		atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
 		if (gcount)
 			atomic_fetch_sub_explicit(gcount, 1, memory_order_relaxed);
-		if (now || ready(c))
+		if (now || consumer_ready(c))
 			return 0;
+		if (take_intr(&c->intr) || (rc == -EINTR && want_eintr(c->r)))
+			return -EINTR;
 		if (rc == -ETIMEDOUT && capped) {
 			/* Slept long with nothing new: is the producer alive? */
 			if ((c->prod_gone = producer_gone(c)))
@@ -223,6 +273,10 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 
 	for (unsigned i = 1; spin; i++) {
 		cpu_relax();
+		if (load_relaxed(&p->shut_req))
+			return -EPIPE;
+		if (take_intr(&p->intr))
+			return -EINTR;
 		if ((i & 63) == 0) {
 			refresh_limit(p);
 			if (has_room(p, end))
@@ -243,11 +297,17 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 		struct timespec cap;
 		const struct timespec *dl = p->r->live ?
 			cap_deadline(deadline, REAP_NS, &cap, &capped) : deadline;
-		int rc = has_room(p, end) ? 0 : futex_wait_until(&p->cs->prod_wake_seq, v, dl);
+		/* An interrupt or shutdown after this check bumps the word. */
+		int rc = has_room(p, end) || load_relaxed(&p->intr) || load_relaxed(&p->shut_req) ?
+			0 : futex_wait_until(&p->cs->prod_wake_seq, v, dl);
 		store_relaxed(&p->cs->prod_waiting, 0);
 		refresh_limit(p);
 		if (has_room(p, end))
 			return 0;
+		if (load_relaxed(&p->shut_req))
+			return -EPIPE;
+		if (take_intr(&p->intr) || (rc == -EINTR && want_eintr(p->r)))
+			return -EINTR;
 		if (rc == -ETIMEDOUT && capped) {
 			/* Still no room after a while: are the cursors holding
 			 * us back alive? */
