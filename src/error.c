@@ -27,13 +27,15 @@ SHMRING_API const char *shmring_strerror(int err)
 	case EPROTO: return "not a shmring ring, or its shared state is corrupt";
 	case EPROTONOSUPPORT: return "the ring has another layout version";
 	case ENOTSUP: return "not supported: a ring made for another page size, or a group on an OVERWRITE ring";
-	case EBUSY: return "busy: a producer is already attached, or endpoints are still open";
+	case EBUSY: return "busy: a producer is already attached, endpoints are still open, "
+			   "or a signal handler interrupted a call on this endpoint";
 	case EMSGSIZE: return "message larger than the ring's maximum, or buffer too small";
 	case ENOBUFS: return "uncommitted reservations fill the ring: commit first";
 	case EPIPE: return "the producer closed the ring and everything was read";
 	case ETIMEDOUT: return "the deadline passed";
 	case EUSERS: return "every cursor slot of the ring is taken";
-	case EINTR: return "interrupted by a signal";
+	case EINTR: return "interrupted: shmring_*_interrupt(), or a signal with "
+			   "shmring_set_eintr()";
 	case EOVERFLOW: return "the producer overwrote messages this consumer had not read (see shmring_lost)";
 	case ENODEV: return "the ring's file cannot be mapped";
 	default: return "unknown error";

@@ -552,14 +552,20 @@ Test(api, reserve_batch_then_commit_publishes_all)
 	expect_peek_rc(c, -EAGAIN);
 	cr_assert_eq(shmring_release(c), 4);
 
-	/* send publishes earlier reservations together with its message. */
+	/* send refuses to publish a pending reservation with its message
+	 * (it may be a signal handler's, interrupting a reservation), and
+	 * changes nothing; after the commit it works again. */
 	void *d = NULL;
 	cr_assert_eq(shmring_reserve(p, 24, &d), 0);
 	msg_fill(d, 24, 10);
 	expect_peek_rc(c, -EAGAIN);
+	cr_assert_eq(send_msg(p, 11, 24), -EBUSY);
+	expect_peek_rc(c, -EAGAIN);
+	cr_assert_eq(shmring_commit(p), 1);
 	cr_assert_eq(send_msg(p, 11, 24), 0);
 	expect_recv(c, 10, 24);
 	expect_recv(c, 11, 24);
+	expect_peek_rc(c, -EAGAIN);
 	cr_assert_eq(shmring_commit(p), 0);
 
 	close_prod(p);
@@ -676,8 +682,8 @@ Test(api, reserve_enobufs_without_consumer)
 	int rc = shmring_reserve(p, 0, &d);
 	cr_assert_eq(rc, -ENOBUFS, "reserve beyond capacity uncommitted: %d (%s)", rc,
 		     shmring_strerror(rc));
-	rc = shmring_send(p, NULL, 0);
-	cr_assert_eq(rc, -ENOBUFS, "send beyond capacity uncommitted: %d (%s)", rc,
+	rc = shmring_send(p, NULL, 0); /* never publishes pending reservations */
+	cr_assert_eq(rc, -EBUSY, "send with reservations pending: %d (%s)", rc,
 		     shmring_strerror(rc));
 	struct timespec dl;
 	cr_assert_eq(shmring_deadline(&dl, 10 * 1000 * MS), 0);
