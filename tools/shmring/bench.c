@@ -129,7 +129,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define MAX_RT 200000
+#define MAX_RT 1000000
 
 /* Median round trip: ping through one ring, pong back through another. */
 static int ring_latency(uint64_t ns, uint64_t *samples, uint64_t *median, uint64_t *count)

@@ -345,7 +345,8 @@ static const char tail_help[] =
 	"                         [-n COUNT]\n"
 	"Attaches a consumer and prints the messages: without -f those already in the\n"
 	"ring, then exits; with -f it waits for more until the producer closes the\n"
-	"ring or a signal stops it.\n"
+	"ring (or dies) or a signal stops it; a producer that closed before tail\n"
+	"started does not count: tail -f then waits for the next one.\n"
 	"  -f, --follow     wait for new messages\n"
 	"  -g, --group G    join consumer group G (work sharing) instead of\n"
 	"                   reading every message\n"
@@ -457,6 +458,14 @@ int cmd_tail(int argc, char **argv)
 	 * signal, so the consumer is closed properly. */
 	signal(SIGPIPE, SIG_IGN);
 
+	/* -f on a ring whose producer already left waits for the next one:
+	 * -EPIPE ends it only once a producer was seen since we started (alive,
+	 * or the tail moved on). */
+	struct shmring_info info;
+	shmring_info(r, &info);
+	uint64_t start_tail = info.tail;
+	int seen = info.producer;
+
 	int status = EXIT_OK;
 	size_t cap = 65536, len;
 	unsigned char *buf = malloc(cap);
@@ -496,6 +505,13 @@ int cmd_tail(int argc, char **argv)
 			err_line("tail", "%s: lost %llu messages (overwritten by the producer)",
 				 name, (unsigned long long)(l - lost));
 			lost = l;
+			continue;
+		}
+		if (rc == -EPIPE && follow && !seen) {
+			struct timespec ts = { 0, 20000000 };
+			nanosleep(&ts, NULL);
+			shmring_info(r, &info);
+			seen = info.producer || info.tail != start_tail;
 			continue;
 		}
 		if (rc == -EAGAIN || rc == -EPIPE)
