@@ -20,6 +20,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
 
 CC ?= cc
+OBJCOPY ?= objcopy
 SAN ?=
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wformat=2 -Wno-unused-parameter
@@ -62,6 +63,9 @@ HDRS := include/shmring.h $(wildcard src/*.h)
 
 SONAME := libshmring.so.$(VERSION_MAJOR)
 STATIC := $(BUILD)/libshmring.a
+# The same objects with their internal symbols visible: for the tests and
+# the tool, which look inside.  The installed archive exports shmring_* only.
+INTERNAL := $(BUILD)/libshmring-internal.a
 SHARED := $(BUILD)/libshmring.so.$(VERSION)
 
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
@@ -85,7 +89,15 @@ $(BUILD)/pic/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE_CFLAGS) -fPIC -fvisibility=hidden $(CFLAGS) -c -o $@ $<
 
+# One relocatable object whose hidden symbols are made local, so that a
+# program linking the archive may define now_ns() or wait_for_data() itself.
 $(STATIC): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)$(LD) -r -o $(BUILD)/obj/libshmring-all.o $^ && \
+		$(OBJCOPY) --localize-hidden $(BUILD)/obj/libshmring-all.o && \
+		rm -f $@ && $(AR) rcs $@ $(BUILD)/obj/libshmring-all.o
+
+$(INTERNAL): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
@@ -95,7 +107,15 @@ $(SHARED): $(PIC_OBJS) src/libshmring.map
 		-Wl,-z,defs -Wl,-z,relro -Wl,-z,now $(LDSAN) -o $@ $(PIC_OBJS) $(LDLIBS)
 	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SONAME) && ln -sf $(SONAME) $(BUILD)/libshmring.so
 
-$(BUILD)/shmring.pc: shmring.pc.in include/shmring.h
+# Rebuilt when PREFIX, LIBDIR or INCLUDEDIR change from one make to the next.
+$(BUILD)/pc-vars: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR)' | cmp -s - $@ || \
+		echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR)' > $@
+FORCE:
+.PHONY: FORCE
+
+$(BUILD)/shmring.pc: shmring.pc.in include/shmring.h $(BUILD)/pc-vars
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
@@ -108,10 +128,10 @@ $(BUILD)/examples/%: examples/%.c $(SHARED) include/shmring.h
 		-Wl,-rpath,'$$ORIGIN/..' $(LDSAN)
 
 # Tests link the static library, so they can also see inside if needed.
-$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/common.h $(STATIC)
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/common.h $(INTERNAL)
 	$(call msg,CC,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(BASE_CFLAGS) -Isrc $(CFLAGS) -o $@ $< $(TEST_COMMON) $(STATIC) \
+	$(Q)$(CC) $(BASE_CFLAGS) -Isrc $(CFLAGS) -o $@ $< $(TEST_COMMON) $(INTERNAL) \
 		-lcriterion -lm $(LDSAN)
 
 deps:
@@ -138,8 +158,11 @@ ASAN_COUNTS := SHMRING_TEST_MESSAGES=1000000 SHMRING_TEST_SWEEP_MESSAGES=100000 
 asan:
 	$(Q)$(ASAN_COUNTS) $(MAKE) --no-print-directory SAN=asan test
 
-check-symbols: $(SHARED)
+check-symbols: $(SHARED) $(STATIC)
 	$(Q)tools/check-symbols.sh $(SHARED) include/shmring.h src/libshmring.map
+	$(Q)leak=$$(nm -g --defined-only $(STATIC) | awk 'NF == 3 && $$3 !~ /^shmring_/ { print $$3 }'); \
+		if [ -n "$$leak" ]; then echo "check-symbols: $(STATIC) exports:" $$leak; exit 1; fi; \
+		echo "  check-symbols: $(STATIC) defines shmring_* symbols only"
 
 # Repeat the suite to catch rare races: make loop N=20
 N ?= 10

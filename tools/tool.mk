@@ -16,10 +16,10 @@ TOOL_SRCS := $(wildcard tools/shmring/*.c)
 
 # The tool reads the ring's internals (cursor table, liveness bytes), so it
 # links the static library and includes src/ (read-only use of the layout).
-$(TOOL): $(TOOL_SRCS) tools/shmring/tool.h $(STATIC) $(HDRS)
+$(TOOL): $(TOOL_SRCS) tools/shmring/tool.h $(INTERNAL) $(HDRS)
 	$(call msg,CC,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(BASE_CFLAGS) -Isrc $(CFLAGS) -o $@ $(TOOL_SRCS) $(STATIC) $(LDSAN)
+	$(Q)$(CC) $(BASE_CFLAGS) -Isrc $(CFLAGS) -o $@ $(TOOL_SRCS) $(INTERNAL) $(LDSAN)
 
 tool: $(TOOL)
 all: $(TOOL)
