@@ -231,8 +231,10 @@ static double floor_now(void)
 	struct params p = {.kind = K_RTT, .size = 8, .n = opt.quick ? 2000 : 20000};
 	struct bench *b;
 	double v = NAN;
-	if (run_once(&mech_cacheline, &p, &b) == 0)
+	if (run_once(&mech_cacheline, &p, &b) == 0) {
+		hist_finish(&b->h);
 		v = ns_of(hist_quantile(&b->h, 0.5));
+	}
 	run_free(b);
 	return v;
 }
@@ -315,6 +317,7 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 		if (p.kind == K_TPUT || p.kind == K_MEMCPY) {
 			vals[nv++] = (double)p.n / (t / 1e9);
 		} else {
+			hist_finish(&b->h);
 			vals[nv++] = ns_of(hist_quantile(&b->h, 0.5));
 			hist_merge(r->h, &b->h);
 		}
@@ -630,6 +633,7 @@ static double hist_cost_ns(void)
 		prev = t;
 	}
 	uint64_t c = ticks();
+	hist_finish(&h);
 	double d = ((double)(c - b) - (double)(b - a)) / N;
 	return d > 0 ? ns_of(d) : 0;
 }

@@ -61,12 +61,11 @@ static inline unsigned hist_index(uint64_t v)
 static inline void hist_add(struct hist *h, uint64_t v)
 {
 	h->b[hist_index(v)]++;
-	h->n++;
-	if (v > h->max)
+	if (__builtin_expect(v > h->max, 0))
 		h->max = v;
-	if (v < h->min)
-		h->min = v;
 }
+/* Counts the samples (n) and finds the least bucket (min) after adding. */
+void hist_finish(struct hist *h);
 
 void hist_reset(struct hist *h);
 void hist_merge(struct hist *to, const struct hist *from);

@@ -28,6 +28,20 @@ void hist_reset(struct hist *h)
 	h->min = UINT64_MAX;
 }
 
+void hist_finish(struct hist *h)
+{
+	h->n = 0;
+	h->min = UINT64_MAX;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		if (h->b[i] && h->min == UINT64_MAX) {
+			double lo, w;
+			bucket_range(i, &lo, &w);
+			h->min = (uint64_t)lo;
+		}
+		h->n += h->b[i];
+	}
+}
+
 void hist_merge(struct hist *to, const struct hist *from)
 {
 	for (unsigned i = 0; i < HIST_BUCKETS; i++)
