@@ -54,3 +54,30 @@ perf: perf-build
 
 perf-quick: perf-build
 	$(Q)$(PERF_BIN) --quick $(PERF_ARGS)
+
+# Google Benchmark micro-benchmarks (single process), when installed.
+PERF_MICRO := $(PERF_DIR)/shmring-micro
+$(PERF_MICRO): perf/micro.cc include/shmring.h $(STATIC)
+	$(call msg,CXX,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Iinclude $(call perf_sys,benchmark) \
+		-o $@ $< $(STATIC) -lbenchmark -lpthread $(LDSAN)
+
+perf-micro: perf-deps
+	$(Q)if pkg-config --exists benchmark; then \
+		$(MAKE) --no-print-directory $(PERF_MICRO) && \
+		$(PERF_MICRO) --benchmark_min_time=$(if $(PERF_MICRO_TIME),$(PERF_MICRO_TIME),0.2) ; \
+	else echo "perf-micro: skipped: libbenchmark-dev not installed (pkg-config benchmark)"; fi
+
+# Smoke run for "make test": every scenario, short; fails if any case fails
+# (wrong count, order or torn message, a stuck or crashed role).  Installs
+# nothing: missing baselines are skipped.
+perf-smoke: $(STATIC)
+	$(Q)$(MAKE) --no-print-directory $(PERF_BIN)
+	$(Q)$(PERF_BIN) --quick --no-plot --out $(BUILD)/perf/smoke > $(BUILD)/perf/smoke.log 2>&1 || \
+		{ cat $(BUILD)/perf/smoke.log; echo "perf-smoke: FAILED"; exit 1; }
+	$(Q)grep -q '^== targets' $(BUILD)/perf/smoke.log && echo "perf-smoke: passed ($$(grep -o '[0-9]* cases, 0 failed' $(BUILD)/perf/smoke.log))"
+
+ifeq ($(SAN),)
+EXTRA_TESTS += perf-smoke
+endif
