@@ -1,0 +1,953 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmring-perf: the performance harness.  Runs the scenarios, each case
+ * against its own floor, repeated; prints tables, a targets block, and
+ * writes CSV, JSON (and gnuplot PNGs) under the results folder.
+ * Usage: shmring-perf --help
+ */
+#include "perf.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "run.h"
+#include "shmring.h"
+
+#ifndef PERF_GIT_REV
+#define PERF_GIT_REV "unknown"
+#endif
+
+/* ---- options ------------------------------------------------------------ */
+
+static struct {
+	unsigned scen;      /* bit set of scenarios */
+	unsigned reps;
+	double rep_s;       /* seconds per repetition */
+	size_t sizes[8];
+	unsigned nsizes;
+	unsigned consumers; /* fan-out: up to this many */
+	const char *only;   /* comma list of mechanisms, or NULL */
+	const char *outdir;
+	int plot, quick;
+} opt = {
+	.reps = 5, .rep_s = 0.3, .sizes = {8, 64, 512, 4096, 65536}, .nsizes = 5,
+	.consumers = 4, .outdir = "perf/results", .plot = 1,
+};
+
+enum { S_TPUT = 1, S_RTT = 2, S_WAKE = 4, S_FANOUT = 8, S_SYSCALLS = 16 };
+
+static struct mech *mechs[] = {
+	&mech_shmring, &mech_cacheline, &mech_futex, &mech_memcpy, &mech_pipe,
+	&mech_socketpair, &mech_mq, &mech_ck, &mech_rte, &mech_iox, &mech_urcu,
+};
+#define NMECH (sizeof(mechs) / sizeof(mechs[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring-perf [scenarios] [options]\n"
+		"scenarios (default: all):\n"
+		"  --throughput   1 producer, 1 consumer: sizes x batch 1,32 x copying/zero-copy\n"
+		"  --rtt          round-trip latency, ping-pong over two rings (8 B)\n"
+		"  --wake         one-way wake-up latency of a sleeping consumer; wakes per commit\n"
+		"  --fanout       broadcast and groups with 1..N consumers\n"
+		"  --syscalls     system calls per million messages at steady state\n"
+		"options:\n"
+		"  --cpus A,B     producer on cpu A, consumers on cpu B (default 0,1)\n"
+		"  --reps N       repetitions per case (default 5); median and spread reported\n"
+		"  --time S       seconds per repetition (default 0.3)\n"
+		"  --sizes a,b,.. message sizes in bytes (default 8,64,512,4096,65536)\n"
+		"  --consumers N  fan-out up to N consumers (default 4, at most 16)\n"
+		"  --only m1,m2   only these mechanisms (shmring,cacheline,futex,memcpy,pipe,\n"
+		"                 socketpair,posix-mq,ck_ring,rte_ring,iceoryx,urcu-wfcq)\n"
+		"  --out DIR      results folder (default perf/results)\n"
+		"  --no-plot      no gnuplot PNGs\n"
+		"  --quick        smoke test: 2 short repetitions, sizes 8 and 4096\n");
+}
+
+static int parse_list(const char *s, size_t *out, unsigned max)
+{
+	unsigned n = 0;
+	char *end;
+	while (*s && n < max) {
+		unsigned long long v = strtoull(s, &end, 10);
+		if (end == s)
+			return -1;
+		out[n++] = (size_t)v;
+		s = *end == ',' ? end + 1 : end;
+		if (*end && *end != ',')
+			return -1;
+	}
+	return (int)n;
+}
+
+static int parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--throughput"))
+			opt.scen |= S_TPUT;
+		else if (!strcmp(a, "--rtt"))
+			opt.scen |= S_RTT;
+		else if (!strcmp(a, "--wake"))
+			opt.scen |= S_WAKE;
+		else if (!strcmp(a, "--fanout"))
+			opt.scen |= S_FANOUT;
+		else if (!strcmp(a, "--syscalls"))
+			opt.scen |= S_SYSCALLS;
+		else if (!strcmp(a, "--quick"))
+			opt.quick = 1;
+		else if (!strcmp(a, "--no-plot"))
+			opt.plot = 0;
+		else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			exit(0);
+		} else if (v && !strcmp(a, "--cpus")) {
+			size_t c[2];
+			if (parse_list(v, c, 2) != 2)
+				return -1;
+			g_cpu[0] = (int)c[0];
+			g_cpu[1] = (int)c[1];
+			i++;
+		} else if (v && !strcmp(a, "--reps")) {
+			opt.reps = (unsigned)atoi(v);
+			i++;
+		} else if (v && !strcmp(a, "--time")) {
+			opt.rep_s = atof(v);
+			i++;
+		} else if (v && !strcmp(a, "--sizes")) {
+			int n = parse_list(v, opt.sizes, 8);
+			if (n <= 0)
+				return -1;
+			opt.nsizes = (unsigned)n;
+			i++;
+		} else if (v && !strcmp(a, "--consumers")) {
+			opt.consumers = (unsigned)atoi(v);
+			i++;
+		} else if (v && !strcmp(a, "--only")) {
+			opt.only = v;
+			i++;
+		} else if (v && !strcmp(a, "--out")) {
+			opt.outdir = v;
+			i++;
+		} else {
+			return -1;
+		}
+	}
+	if (!opt.scen)
+		opt.scen = S_TPUT | S_RTT | S_WAKE | S_FANOUT | S_SYSCALLS;
+	if (opt.quick) {
+		opt.reps = 2;
+		opt.rep_s = 0.03;
+		opt.sizes[0] = 8;
+		opt.sizes[1] = 4096;
+		opt.nsizes = 2;
+		if (opt.consumers > 2)
+			opt.consumers = 2;
+	}
+	for (unsigned i = 0; i < opt.nsizes; i++)
+		if (opt.sizes[i] < 8 || opt.sizes[i] > (1u << 20))
+			return -1;
+	if (!opt.reps || opt.rep_s <= 0 || !opt.consumers || opt.consumers > 16)
+		return -1;
+	return 0;
+}
+
+static int selected(const struct mech *m)
+{
+	if (m->skip)
+		return 0;
+	if (!opt.only)
+		return 1;
+	size_t l = strlen(m->name);
+	for (const char *s = opt.only; (s = strstr(s, m->name)); s += l)
+		if ((s == opt.only || s[-1] == ',') && (s[l] == 0 || s[l] == ','))
+			return 1;
+	return 0;
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+struct result {
+	const char *scen;   /* "throughput", "rtt", ... */
+	const char *mech;
+	struct params p;
+	char depth[64];
+	int ok;
+	char note[ERRMSG];
+	double med, lo, hi; /* msgs/s (throughput) or ns (latency) */
+	double floor0, floor1; /* cache-line round trip before and after, ns */
+	struct hist *h;     /* latency cases: all repetitions merged */
+	double sys_per_m[2];/* system calls per million messages: producer, consumers */
+	double wakes_per_commit;
+	double nvcsw_per_m[2];
+	double ratio;       /* to its reference (see ratio_to) */
+	const char *ratio_to;
+};
+
+static struct result *res;
+static unsigned nres, capres;
+
+static struct result *new_result(void)
+{
+	if (nres == capres) {
+		capres = capres ? capres * 2 : 64;
+		res = realloc(res, capres * sizeof(*res));
+		if (!res) {
+			perror("realloc");
+			exit(1);
+		}
+	}
+	memset(&res[nres], 0, sizeof(*res));
+	return &res[nres++];
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_d);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double ns_of(double t)
+{
+	return t / g_ticks_per_ns;
+}
+
+/* The bare cache-line round trip now (median, ns). */
+static double floor_now(void)
+{
+	struct params p = {.kind = K_RTT, .size = 8, .n = opt.quick ? 2000 : 20000};
+	struct bench *b;
+	double v = NAN;
+	if (run_once(&mech_cacheline, &p, &b) == 0) {
+		hist_finish(&b->h);
+		v = ns_of(hist_quantile(&b->h, 0.5));
+	}
+	run_free(b);
+	return v;
+}
+
+static uint64_t ring_bytes_for(size_t size)
+{
+	uint64_t need = 4 * 32 * SHMRING_RECORD_SIZE(size), cap = 1u << 20;
+	while (cap < need)
+		cap <<= 1;
+	return cap;
+}
+
+/*
+ * Measures one case: sizes n so that a repetition lasts about opt.rep_s
+ * (growing from a short warm-up run), then runs opt.reps repetitions with
+ * the floor measured before and after.
+ */
+static struct result *measure(const char *scen, struct mech *m, struct params p)
+{
+	struct result *r = new_result();
+	double vals[64];
+	unsigned nv = 0;
+	struct bench *b = NULL;
+	uint64_t sys[2] = {0, 0}, nvcsw[2] = {0, 0}, msgs = 0, commits = 0, wakesys = 0;
+	int sys_known = 1;
+
+	r->scen = scen;
+	r->mech = m->name;
+	if (!p.ring_bytes)
+		p.ring_bytes = ring_bytes_for(p.size);
+	r->p = p;
+	r->floor0 = floor_now();
+
+	/* Warm-up and sizing: grow n until a run takes 20 ms. */
+	uint64_t n = p.kind == K_TPUT || p.kind == K_MEMCPY ? 2000 : 200;
+	if (p.kind == K_WAKE)
+		n = 50;
+	for (;;) {
+		p.n = n;
+		if (run_once(m, &p, &b)) {
+			snprintf(r->note, sizeof(r->note), "%s", b->errmsg);
+			run_free(b);
+			goto out;
+		}
+		double t = (double)(b->t1_ns - b->t0_ns) / 1e9;
+		p.depth = b->p.depth; /* what setup() found */
+		run_free(b);
+		if (t >= 0.02 || n >= (1ull << 34)) {
+			double want = (double)n * opt.rep_s / (t > 0 ? t : 1e-6);
+			n = want < 100 ? 100 : (uint64_t)want;
+			break;
+		}
+		n *= t < 0.002 ? 16 : 4;
+	}
+	p.n = n;
+	r->p.n = n;
+	if (p.kind == K_RTT || p.kind == K_WAKE) {
+		r->h = malloc(sizeof(*r->h));
+		hist_reset(r->h);
+	}
+	for (unsigned rep = 0; rep < opt.reps && rep < 64; rep++) {
+		if (run_once(m, &p, &b)) {
+			snprintf(r->note, sizeof(r->note), "%s", b->errmsg);
+			run_free(b);
+			goto out;
+		}
+		if (p.kind == K_TPUT) {
+			uint64_t got = 0;
+			for (unsigned i = 1; i <= p.consumers; i++)
+				got += b->got[i];
+			uint64_t want = p.group ? p.n : p.n * p.consumers;
+			if (got != want) {
+				snprintf(r->note, sizeof(r->note), "consumers received %llu of %llu",
+					 (unsigned long long)got, (unsigned long long)want);
+				run_free(b);
+				goto out;
+			}
+		}
+		double t = (double)(b->t1_ns - b->t0_ns);
+		if (p.kind == K_TPUT || p.kind == K_MEMCPY) {
+			vals[nv++] = (double)p.n / (t / 1e9);
+		} else {
+			hist_finish(&b->h);
+			vals[nv++] = ns_of(hist_quantile(&b->h, 0.5));
+			hist_merge(r->h, &b->h);
+		}
+		for (unsigned i = 0; i <= p.consumers && i < MAX_ROLES; i++) {
+			if (b->syscalls[i] < 0 && (i == 0 || p.kind == K_TPUT))
+				sys_known = 0;
+			sys[i ? 1 : 0] += b->syscalls[i] > 0 ? (uint64_t)b->syscalls[i] : 0;
+			nvcsw[i ? 1 : 0] += (uint64_t)b->nvcsw[i];
+		}
+		msgs += p.n;
+		commits += b->commits;
+		wakesys += b->syscalls[0] > 0 ? (uint64_t)b->syscalls[0] : 0;
+		run_free(b);
+	}
+	r->ok = 1;
+	r->med = median(vals, nv);
+	r->lo = vals[0];
+	r->hi = vals[nv - 1];
+	if (p.count_syscalls) {
+		unsigned nc = p.consumers ? p.consumers : 1;
+		r->sys_per_m[0] = sys_known ? (double)sys[0] * 1e6 / (double)msgs : NAN;
+		r->sys_per_m[1] = sys_known ? (double)sys[1] * 1e6 / (double)msgs / nc : NAN;
+		r->nvcsw_per_m[0] = (double)nvcsw[0] * 1e6 / (double)msgs;
+		r->nvcsw_per_m[1] = (double)nvcsw[1] * 1e6 / (double)msgs / nc;
+		r->wakes_per_commit = sys_known && commits ? (double)wakesys / (double)commits : NAN;
+	}
+out:
+	if (m->depth)
+		m->depth(&p, r->depth, sizeof(r->depth));
+	r->floor1 = floor_now();
+	return r;
+}
+
+static int floor_flag(const struct result *r)
+{
+	double a = r->floor0, z = r->floor1;
+	return !(a > 0 && z > 0) || fabs(a - z) > 0.25 * (a < z ? a : z);
+}
+
+static const char *mode_of(const struct params *p)
+{
+	if (p->kind == K_RTT || p->kind == K_WAKE)
+		return p->sleep || p->kind == K_WAKE ? "sleep" : "poll";
+	return p->zc ? "zero-copy" : "copy";
+}
+
+static void fmt_rate(char *buf, size_t len, double v)
+{
+	if (v >= 1e6)
+		snprintf(buf, len, "%.2f M/s", v / 1e6);
+	else
+		snprintf(buf, len, "%.1f k/s", v / 1e3);
+}
+
+static void print_row(const struct result *r)
+{
+	char a[32], spread[16];
+	if (!r->ok) {
+		const char *n = r->note;
+		int skip = !strncmp(n, "skipped: ", 9);
+		printf("  %-11s %6zu %5u %-9s %s: %s\n", r->mech, r->p.size, r->p.batch,
+		       mode_of(&r->p), skip ? "skipped" : "FAILED", skip ? n + 9 : n);
+		return;
+	}
+	snprintf(spread, sizeof(spread), "±%.0f%%",
+		 r->med > 0 ? 50.0 * (r->hi - r->lo) / r->med : 0.0);
+	if (r->p.kind == K_TPUT || r->p.kind == K_MEMCPY) {
+		fmt_rate(a, sizeof(a), r->med);
+		printf("  %-11s %6zu %5u %-9s %11s %5s %8.0f MB/s %7.2fx %-9s %-24s %3.0f/%-3.0f%s\n",
+		       r->mech, r->p.size, r->p.batch, mode_of(&r->p), a, spread,
+		       r->med * (double)r->p.size / 1e6, r->ratio, r->ratio_to ? r->ratio_to : "",
+		       r->depth, r->floor0, r->floor1, floor_flag(r) ? " FLOOR-MOVED" : "");
+	} else {
+		const struct hist *h = r->h;
+		printf("  %-10s %-5s %8.0f %5s %8.0f %8.0f %8.0f %9.0f %7.2fx %-9s %3.0f/%-3.0f%s\n",
+		       r->mech, mode_of(&r->p), r->med, spread, ns_of(hist_quantile(h, 0.9)),
+		       ns_of(hist_quantile(h, 0.99)), ns_of(hist_quantile(h, 0.999)),
+		       ns_of((double)h->max), r->ratio, r->ratio_to ? r->ratio_to : "",
+		       r->floor0, r->floor1, floor_flag(r) ? " FLOOR-MOVED" : "");
+	}
+	fflush(stdout);
+}
+
+static struct result *find(const char *scen, const char *mech, size_t size, unsigned batch,
+			   int zc, int sleep, unsigned consumers, int group)
+{
+	for (unsigned i = 0; i < nres; i++) {
+		struct result *r = &res[i];
+		if (r->ok && !strcmp(r->scen, scen) && !strcmp(r->mech, mech) &&
+		    (!size || r->p.size == size) && r->p.batch == batch && r->p.zc == zc &&
+		    r->p.sleep == sleep && r->p.consumers == consumers && r->p.group == group)
+			return r;
+	}
+	return NULL;
+}
+
+/* ---- scenarios ---------------------------------------------------------- */
+
+static const char *tput_head =
+	"  mechanism     size batch mode         msgs/s spread   bandwidth  vs ref  ref       depth                    floor ns (before/after)\n";
+
+static void scen_throughput(void)
+{
+	printf("\n== throughput: 1 producer (cpu %d) -> 1 consumer (cpu %d); ratio: to "
+	       "shmring, same size/batch/mode\n%s", g_cpu[0], g_cpu[1], tput_head);
+	for (unsigned si = 0; si < opt.nsizes; si++) {
+		size_t size = opt.sizes[si];
+		if (selected(&mech_memcpy)) {
+			struct params p = {.kind = K_MEMCPY, .size = size, .batch = 1};
+			struct result *r = measure("throughput", &mech_memcpy, p);
+			r->ratio = 1;
+			print_row(r);
+		}
+		static const unsigned batches[] = {1, 32};
+		for (unsigned bi = 0; bi < 2; bi++)
+			for (int zc = 0; zc < 2; zc++) {
+				struct params p = {.kind = K_TPUT, .size = size, .batch = batches[bi],
+						   .zc = zc, .consumers = 1};
+				struct result *ref = NULL;
+				for (unsigned mi = 0; mi < NMECH; mi++) {
+					struct mech *m = mechs[mi];
+					unsigned need = C_TPUT | (zc ? C_ZC : 0) |
+							(batches[bi] > 1 ? C_BATCH : 0);
+					if (!selected(m) || (m->caps & need) != need)
+						continue;
+					struct result *r = measure("throughput", m, p);
+					if (m == &mech_shmring)
+						ref = r;
+					if (r->ok && ref && ref->ok) {
+						r->ratio = r->med / ref->med;
+						r->ratio_to = "shmring";
+					}
+					print_row(r);
+				}
+			}
+	}
+	for (unsigned mi = 0; mi < NMECH; mi++)
+		if (mechs[mi]->skip && (mechs[mi]->caps & C_TPUT))
+			printf("  %-11s skipped: %s\n", mechs[mi]->name, mechs[mi]->skip);
+}
+
+static const char *lat_head =
+	"  mechanism  mode       p50 spread      p90      p99    p99.9       max  vs ref  ref       floor ns (before/after)\n";
+
+static void scen_rtt(void)
+{
+	printf("\n== round trip, 8-byte ping-pong, cpu %d <-> cpu %d, ns; ratio: poll to the "
+	       "bare cache-line floor measured around each case, sleep to bare futex\n%s",
+	       g_cpu[0], g_cpu[1], lat_head);
+	struct result *fx = NULL;
+	for (int sleep = 0; sleep < 2; sleep++)
+		for (unsigned mj = 0; mj < NMECH; mj++) {
+			/* The futex floor first: the sleeping cases are its ratios. */
+			struct mech *m = mj == 0 ? &mech_futex : mechs[mj] == &mech_futex ? mechs[0] : mechs[mj];
+			if (!selected(m) || !(m->caps & (sleep ? C_RTT_SLEEP : C_RTT_SPIN)))
+				continue;
+			struct params p = {.kind = K_RTT, .size = 8, .batch = 1, .sleep = sleep};
+			struct result *r = measure("rtt", m, p);
+			if (m == &mech_futex)
+				fx = r;
+			if (r->ok && !sleep && r->floor0 > 0 && r->floor1 > 0) {
+				r->ratio = r->med / ((r->floor0 + r->floor1) / 2);
+				r->ratio_to = "floor";
+			} else if (r->ok && sleep && fx && fx->ok) {
+				r->ratio = r->med / fx->med;
+				r->ratio_to = "futex";
+			}
+			print_row(r);
+		}
+	for (unsigned mi = 0; mi < NMECH; mi++)
+		if (mechs[mi]->skip && (mechs[mi]->caps & (C_RTT_SPIN | C_RTT_SLEEP)))
+			printf("  %-10s skipped: %s\n", mechs[mi]->name, mechs[mi]->skip);
+}
+
+static void scen_wake(void)
+{
+	printf("\n== wake-up of a sleeping consumer (one way, cpu %d -> cpu %d, 50 us idle "
+	       "before each send), ns; ratio to bare futex wake\n%s",
+	       g_cpu[0], g_cpu[1], lat_head);
+	struct result *fx = NULL;
+	struct mech *ms[] = {&mech_futex, &mech_shmring};
+	for (unsigned i = 0; i < 2; i++) {
+		if (!selected(ms[i]))
+			continue;
+		struct params p = {.kind = K_WAKE, .size = 16, .batch = 1, .count_syscalls = 1};
+		struct result *r = measure("wake", ms[i], p);
+		if (i == 0)
+			fx = r;
+		if (r->ok && fx && fx->ok) {
+			r->ratio = r->med / fx->med;
+			r->ratio_to = "futex";
+		}
+		print_row(r);
+	}
+	if (!selected(&mech_shmring))
+		return;
+	printf("  system calls of the producer per committed batch, consumer asleep each time:\n");
+	static const unsigned batches[] = {1, 32};
+	for (unsigned i = 0; i < 2; i++) {
+		struct params p = {.kind = K_WAKE, .size = 16, .batch = batches[i],
+				   .count_syscalls = 1};
+		struct result *r = i == 0 ? find("wake", "shmring", 16, 1, 0, 0, 0, 0)
+					  : measure("wake", &mech_shmring, p);
+		if (r && r->ok)
+			printf("    batch %2u: %.3f system calls per commit\n", batches[i],
+			       r->wakes_per_commit);
+		else if (r)
+			printf("    batch %2u: FAILED: %s\n", batches[i], r->note);
+	}
+}
+
+static void scen_fanout(void)
+{
+	if (!selected(&mech_shmring))
+		return;
+	printf("\n== fan-out: 64 B, batch 32, zero-copy; producer on cpu %d, all consumers "
+	       "on cpu %d; msgs/s counts each message once; ratio to 1 consumer\n%s",
+	       g_cpu[0], g_cpu[1], tput_head);
+	for (int group = 0; group < 2; group++) {
+		struct result *one = NULL;
+		for (unsigned c = 1; c <= opt.consumers; c *= 2) {
+			struct params p = {.kind = K_TPUT, .size = 64, .batch = 32, .zc = 1,
+					   .consumers = c, .group = group};
+			struct result *r = measure(group ? "group" : "broadcast", &mech_shmring, p);
+			if (c == 1)
+				one = r;
+			if (r->ok && one && one->ok) {
+				r->ratio = r->med / one->med;
+				r->ratio_to = "1 cons";
+			}
+			printf("  %-9s x%-2u", group ? "group" : "broadcast", c);
+			print_row(r);
+		}
+	}
+}
+
+static void scen_syscalls(void)
+{
+	if (!selected(&mech_shmring))
+		return;
+	printf("\n== system calls per million messages at steady state (raw_syscalls tracepoint%s)"
+	       "\n  case                          producer  consumer   vol. ctx switches/M (p/c)\n",
+	       syscalls_countable() ? "" : " NOT AVAILABLE: counts are n/a");
+	static const size_t sizes[] = {64, 4096};
+	static const unsigned batches[] = {1, 32};
+	for (unsigned si = 0; si < 2; si++)
+		for (unsigned bi = 0; bi < 2; bi++) {
+			struct params p = {.kind = K_TPUT, .size = sizes[si], .batch = batches[bi],
+					   .zc = 1, .consumers = 1, .count_syscalls = 1};
+			struct result *r = measure("syscalls", &mech_shmring, p);
+			if (!r->ok) {
+				printf("  shmring %5zu B batch %2u  FAILED: %s\n", sizes[si],
+				       batches[bi], r->note);
+				continue;
+			}
+			printf("  shmring %5zu B batch %2u     %9.2f %9.2f   %9.2f / %.2f\n",
+			       sizes[si], batches[bi], r->sys_per_m[0], r->sys_per_m[1],
+			       r->nvcsw_per_m[0], r->nvcsw_per_m[1]);
+		}
+	for (unsigned mi = 0; mi < NMECH; mi++) {
+		struct mech *m = mechs[mi];
+		if (m == &mech_shmring || !selected(m) || !(m->caps & C_TPUT) ||
+		    (m->caps & C_THREADS))
+			continue;
+		struct params p = {.kind = K_TPUT, .size = 64, .batch = 1, .consumers = 1,
+				   .count_syscalls = 1};
+		struct result *r = measure("syscalls", m, p);
+		if (r->ok)
+			printf("  %-10s 64 B batch  1     %9.0f %9.0f   %9.0f / %.0f\n", m->name,
+			       r->sys_per_m[0], r->sys_per_m[1], r->nvcsw_per_m[0], r->nvcsw_per_m[1]);
+	}
+}
+
+/* ---- report: machine, targets, CSV, JSON, plots ------------------------- */
+
+static char g_stamp[32];
+
+static void cpu_model(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[256];
+	snprintf(buf, len, "unknown");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "model name", 10)) {
+			char *c = strchr(line, ':');
+			if (c) {
+				c += 2;
+				c[strcspn(c, "\n")] = 0;
+				snprintf(buf, len, "%s", c);
+			}
+			break;
+		}
+	fclose(f);
+}
+
+static double hist_cost_ns(void)
+{
+	static struct hist h;
+	hist_reset(&h);
+	enum { N = 1000000 };
+	uint64_t a = ticks(), x = 0;
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t t = ticks();
+		x += t;
+		__asm__ volatile("" : : "r"(x) : "memory");
+	}
+	uint64_t b = ticks(), prev = b;
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t t = ticks();
+		hist_add(&h, t - prev);
+		prev = t;
+	}
+	uint64_t c = ticks();
+	hist_finish(&h);
+	double d = ((double)(c - b) - (double)(b - a)) / N;
+	return d > 0 ? ns_of(d) : 0;
+}
+
+static void print_machine(void)
+{
+	struct utsname u;
+	char model[128];
+	time_t now = time(NULL);
+	uname(&u);
+	cpu_model(model, sizeof(model));
+	strftime(g_stamp, sizeof(g_stamp), "%Y%m%d-%H%M%S", localtime(&now));
+	printf("shmring-perf (libshmring %d.%d.%d, git %s), %s\n", shmring_version() >> 16,
+	       (shmring_version() >> 8) & 255, shmring_version() & 255, PERF_GIT_REV, g_stamp);
+	printf("machine: %s, %ld cpus online, %s %s %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
+	       u.sysname, u.release, u.machine);
+	printf("compiler: %s; TSC %.3f ticks/ns (calibrated on CLOCK_MONOTONIC); "
+	       "histogram add %.1f ns\n", __VERSION__, g_ticks_per_ns, hist_cost_ns());
+	printf("pinning: producer/pinger cpu %d, consumers/ponger cpu %d; %u repetitions of "
+	       "~%.2f s per case after a warm-up; median and spread (max-min)/2/median\n",
+	       g_cpu[0], g_cpu[1], opt.reps, opt.rep_s);
+	printf("floor: bare cache-line round trip measured before and after each case; "
+	       "FLOOR-MOVED marks a case whose two floors differ by more than 25%%\n");
+	for (unsigned i = 0; i < NMECH; i++)
+		if (mechs[i]->skip)
+			printf("skipped: %s: %s\n", mechs[i]->name, mechs[i]->skip);
+}
+
+static void target(const char *what, double v, double goal, int at_most, const char *detail)
+{
+	const char *st = isnan(v) ? "n/a" : (at_most ? v <= goal : v >= goal) ? "met" : "NOT MET";
+	printf("  %-52s %9.3g  target %s %-6g %-8s %s\n", what, v, at_most ? "<=" : ">=", goal,
+	       st, detail ? detail : "");
+}
+
+static void print_targets(void)
+{
+	char d[128];
+	printf("\n== targets (issue 8): measured ratio, target, status\n");
+	struct result *r = find("rtt", "shmring", 8, 1, 0, 0, 0, 0);
+	target("round trip 8 B polling / bare cache-line", r && r->ratio > 0 ? r->ratio : NAN, 1.3, 1,
+	       r && floor_flag(r) ? "(floor moved)" : NULL);
+	r = find("rtt", "shmring", 8, 1, 0, 1, 0, 0);
+	target("round trip 8 B sleeping / bare futex", r && r->ratio > 0 ? r->ratio : NAN, 1.1, 1, NULL);
+	static const char *const peers[] = {"ck_ring", "rte_ring", "iceoryx", "pipe",
+					    "socketpair", "posix-mq"};
+	for (unsigned i = 0; i < 6; i++) {
+		double worst = NAN;
+		d[0] = 0;
+		for (unsigned k = 0; k < nres; k++) {
+			struct result *x = &res[k];
+			if (!x->ok || strcmp(x->scen, "throughput") || strcmp(x->mech, peers[i]) ||
+			    x->p.size > 4096 || !(x->ratio > 0))
+				continue;
+			double v = 1 / x->ratio;
+			if (isnan(worst) || v < worst) {
+				worst = v;
+				snprintf(d, sizeof(d), "(worst: %zu B batch %u %s)", x->p.size,
+					 x->p.batch, mode_of(&x->p));
+			}
+		}
+		char w[96];
+		snprintf(w, sizeof(w), "throughput 8..4096 B shmring / %s, worst", peers[i]);
+		target(w, worst, 1.0, 0, d);
+	}
+	double pw = NAN;
+	for (unsigned b = 1; b <= 32; b += 31) {
+		struct result *x = find("throughput", "pipe", 64, b, 0, 0, 1, 0);
+		if (x && x->ratio > 0 && (isnan(pw) || 1 / x->ratio < pw))
+			pw = 1 / x->ratio;
+	}
+	target("throughput 64 B shmring / pipe (worse of batch 1, 32)", pw, 50, 0, NULL);
+	struct result *mc = find("throughput", "memcpy", 65536, 1, 0, 0, 0, 0);
+	for (int zc = 1; zc >= 0; zc--) {
+		struct result *x = find("throughput", "shmring", 65536, 1, zc, 0, 1, 0);
+		snprintf(d, sizeof(d), "throughput 65536 B %s / memcpy bandwidth",
+			 zc ? "zero-copy" : "copying");
+		target(d, x && mc ? x->med / mc->med : NAN, zc ? 0.8 : 0.6, 0, NULL);
+	}
+	double sc = NAN;
+	for (unsigned k = 0; k < nres; k++)
+		if (res[k].ok && !strcmp(res[k].scen, "syscalls") && !strcmp(res[k].mech, "shmring")) {
+			double v = res[k].sys_per_m[0] + res[k].sys_per_m[1];
+			if (isnan(sc) || v > sc)
+				sc = v;
+		}
+	target("system calls per million messages, steady state (worst)", sc, 1, 1,
+	       NULL);
+	double wk = NAN;
+	for (unsigned k = 0; k < nres; k++)
+		if (res[k].ok && !strcmp(res[k].scen, "wake") && !strcmp(res[k].mech, "shmring") &&
+		    (isnan(wk) || res[k].wakes_per_commit > wk))
+			wk = res[k].wakes_per_commit;
+	target("system calls per commit, sleeping consumer (worst)", wk, 1, 1, NULL);
+	r = find("rtt", "shmring", 8, 1, 0, 0, 0, 0);
+	struct result *ix = find("rtt", "iceoryx", 8, 1, 0, 0, 0, 0);
+	target("round trip 8 B polling shmring / iceoryx", r && ix ? r->med / ix->med : NAN,
+	       0.2, 1, NULL);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		if ((unsigned char)*s < 32)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static double or0(double v)
+{
+	return isnan(v) || isinf(v) ? -1 : v;
+}
+
+static void write_results(void)
+{
+	char path[512], base[480];
+	struct utsname u;
+	char model[128];
+	uname(&u);
+	cpu_model(model, sizeof(model));
+	mkdir(opt.outdir, 0755);
+	snprintf(base, sizeof(base), "%s/%s", opt.outdir, g_stamp);
+	snprintf(path, sizeof(path), "%s.csv", base);
+	FILE *c = fopen(path, "w");
+	snprintf(path, sizeof(path), "%s.json", base);
+	FILE *j = fopen(path, "w");
+	if (!c || !j) {
+		fprintf(stderr, "perf: cannot write results in %s: %s\n", opt.outdir, strerror(errno));
+		if (c)
+			fclose(c);
+		if (j)
+			fclose(j);
+		return;
+	}
+	fprintf(c, "scenario,mechanism,size,batch,mode,consumers,group,depth,n,unit,median,min,max,"
+		   "p50_ns,p90_ns,p99_ns,p999_ns,max_ns,ratio,ratio_to,floor_before_ns,"
+		   "floor_after_ns,floor_moved,syscalls_per_M_producer,syscalls_per_M_consumer,"
+		   "wakes_per_commit,status\n");
+	fprintf(j, "{\n \"machine\": {\"cpu\": ");
+	json_str(j, model);
+	fprintf(j, ", \"cpus_online\": %ld, \"kernel\": ", sysconf(_SC_NPROCESSORS_ONLN));
+	json_str(j, u.release);
+	fprintf(j, ", \"compiler\": ");
+	json_str(j, __VERSION__);
+	fprintf(j, ", \"tsc_ticks_per_ns\": %.4f, \"cpus\": [%d, %d], \"reps\": %u, "
+		   "\"seconds_per_rep\": %.3f, \"git\": \"%s\"},\n \"results\": [\n",
+		g_ticks_per_ns, g_cpu[0], g_cpu[1], opt.reps, opt.rep_s, PERF_GIT_REV);
+	for (unsigned i = 0; i < nres; i++) {
+		struct result *r = &res[i];
+		int lat = r->p.kind == K_RTT || r->p.kind == K_WAKE;
+		double q[5] = {-1, -1, -1, -1, -1};
+		if (lat && r->ok) {
+			q[0] = ns_of(hist_quantile(r->h, 0.5));
+			q[1] = ns_of(hist_quantile(r->h, 0.9));
+			q[2] = ns_of(hist_quantile(r->h, 0.99));
+			q[3] = ns_of(hist_quantile(r->h, 0.999));
+			q[4] = ns_of((double)r->h->max);
+		}
+		const char *st = r->ok ? "ok" : strncmp(r->note, "skipped: ", 9) ? "failed" : "skipped";
+		fprintf(c, "%s,%s,%zu,%u,%s,%u,%d,\"%s\",%llu,%s,%.6g,%.6g,%.6g,%.1f,%.1f,%.1f,%.1f,"
+			   "%.1f,%.4g,%s,%.1f,%.1f,%d,%.4g,%.4g,%.4g,%s\n",
+			r->scen, r->mech, r->p.size, r->p.batch, mode_of(&r->p), r->p.consumers,
+			r->p.group, r->depth, (unsigned long long)r->p.n, lat ? "ns" : "msgs/s",
+			r->med, r->lo, r->hi, q[0], q[1], q[2], q[3], q[4], r->ratio,
+			r->ratio_to ? r->ratio_to : "", or0(r->floor0), or0(r->floor1),
+			floor_flag(r), or0(r->sys_per_m[0]), or0(r->sys_per_m[1]),
+			or0(r->wakes_per_commit), st);
+		fprintf(j, "  {\"scenario\": \"%s\", \"mechanism\": \"%s\", \"size\": %zu, "
+			   "\"batch\": %u, \"mode\": \"%s\", \"consumers\": %u, \"group\": %d, "
+			   "\"depth\": ",
+			r->scen, r->mech, r->p.size, r->p.batch, mode_of(&r->p), r->p.consumers,
+			r->p.group);
+		json_str(j, r->depth);
+		fprintf(j, ", \"status\": \"%s\", \"note\": ", st);
+		json_str(j, r->note);
+		fprintf(j, ", \"unit\": \"%s\", \"median\": %.6g, \"min\": %.6g, \"max\": %.6g, "
+			   "\"percentiles_ns\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, "
+			   "\"p99.9\": %.1f, \"max\": %.1f}, \"ratio\": %.4g, \"ratio_to\": \"%s\", "
+			   "\"floor_ns\": [%.1f, %.1f], \"floor_moved\": %s, "
+			   "\"syscalls_per_million\": [%.4g, %.4g], \"wakes_per_commit\": %.4g}%s\n",
+			lat ? "ns" : "msgs/s", r->med, r->lo, r->hi, q[0], q[1], q[2], q[3], q[4],
+			r->ratio, r->ratio_to ? r->ratio_to : "", or0(r->floor0), or0(r->floor1),
+			floor_flag(r) ? "true" : "false", or0(r->sys_per_m[0]),
+			or0(r->sys_per_m[1]), or0(r->wakes_per_commit), i + 1 < nres ? "," : "");
+	}
+	fprintf(j, " ]\n}\n");
+	fclose(c);
+	fclose(j);
+	printf("\nresults: %s.csv %s.json\n", base, base);
+
+	if (!opt.plot)
+		return;
+	if (system("command -v gnuplot >/dev/null 2>&1")) {
+		printf("plots: skipped: gnuplot is not installed (apt-get install gnuplot-nox)\n");
+		return;
+	}
+	/* Latency: one CDF per case; throughput: one line per mechanism/batch/mode. */
+	snprintf(path, sizeof(path), "%s-plot.dat", base);
+	FILE *d = fopen(path, "w");
+	snprintf(path, sizeof(path), "%s-plot.gp", base);
+	FILE *g = fopen(path, "w");
+	if (!d || !g) {
+		if (d)
+			fclose(d);
+		if (g)
+			fclose(g);
+		return;
+	}
+	unsigned idx = 0;
+	fprintf(g, "set terminal png size 1200,800\nset datafile separator ' '\n"
+		   "set output '%s-latency.png'\nset logscale x\nset key outside right\n"
+		   "set xlabel 'latency, ns (log)'\nset ylabel 'fraction of samples at or below'\n"
+		   "set title 'round-trip and wake-up latency distributions'\nplot ", base);
+	for (unsigned i = 0; i < nres; i++) {
+		struct result *r = &res[i];
+		if (!r->ok || !r->h)
+			continue;
+		uint64_t cum = 0;
+		fprintf(d, "# %s %s %s\n", r->scen, r->mech, mode_of(&r->p));
+		for (unsigned k = 0; k < HIST_BUCKETS; k++) {
+			if (!r->h->b[k])
+				continue;
+			cum += r->h->b[k];
+			double lo, w;
+			bucket_range(k, &lo, &w);
+			fprintf(d, "%.1f %.6f\n", ns_of(lo + w), (double)cum / (double)r->h->n);
+		}
+		fprintf(d, "\n\n");
+		fprintf(g, "%s'%s-plot.dat' index %u with steps title '%s %s %s'", idx ? ", " : "",
+			base, idx, r->scen, r->mech, mode_of(&r->p));
+		idx++;
+	}
+	fprintf(g, "\nset output '%s-throughput.png'\nset logscale xy\n"
+		   "set xlabel 'message size, bytes'\nset ylabel 'MB/s'\n"
+		   "set title 'throughput, 1 producer -> 1 consumer'\nplot ", base);
+	unsigned first = 1;
+	for (unsigned i = 0; i < nres; i++) {
+		struct result *r = &res[i];
+		if (!r->ok || strcmp(r->scen, "throughput"))
+			continue;
+		int seen = 0;
+		for (unsigned k = 0; k < i && !seen; k++)
+			seen = res[k].ok && !strcmp(res[k].scen, "throughput") &&
+			       !strcmp(res[k].mech, r->mech) && res[k].p.batch == r->p.batch &&
+			       res[k].p.zc == r->p.zc;
+		if (seen)
+			continue;
+		fprintf(d, "# throughput %s batch %u %s\n", r->mech, r->p.batch, mode_of(&r->p));
+		for (unsigned k = i; k < nres; k++)
+			if (res[k].ok && !strcmp(res[k].scen, "throughput") &&
+			    !strcmp(res[k].mech, r->mech) && res[k].p.batch == r->p.batch &&
+			    res[k].p.zc == r->p.zc)
+				fprintf(d, "%zu %.3f\n", res[k].p.size,
+					res[k].med * (double)res[k].p.size / 1e6);
+		fprintf(d, "\n\n");
+		fprintf(g, "%s'%s-plot.dat' index %u with linespoints title '%s b%u %s'",
+			first ? "" : ", ", base, idx, r->mech, r->p.batch, mode_of(&r->p));
+		first = 0;
+		idx++;
+	}
+	fprintf(g, "\n");
+	fclose(d);
+	fclose(g);
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "gnuplot '%s-plot.gp' 2>'%s-plot.log'", base, base);
+	if (system(cmd) == 0)
+		printf("plots: %s-latency.png %s-throughput.png\n", base, base);
+	else
+		printf("plots: gnuplot failed, see %s-plot.log\n", base);
+}
+
+int main(int argc, char **argv)
+{
+	if (parse_args(argc, argv)) {
+		usage(stderr);
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* Calibrate the TSC against CLOCK_MONOTONIC over 100 ms. */
+	uint64_t t0 = pf_now_ns(), c0 = ticks();
+	while (pf_now_ns() - t0 < (opt.quick ? 20000000u : 100000000u))
+		;
+	g_ticks_per_ns = (double)(ticks() - c0) / (double)(pf_now_ns() - t0);
+
+	for (unsigned i = 0; i < NMECH; i++)
+		if (mechs[i]->init)
+			mechs[i]->init(mechs[i]);
+	print_machine();
+	uint64_t start = pf_now_ns();
+	if (opt.scen & S_RTT)
+		scen_rtt();
+	if (opt.scen & S_WAKE)
+		scen_wake();
+	if (opt.scen & S_TPUT)
+		scen_throughput();
+	if (opt.scen & S_FANOUT)
+		scen_fanout();
+	if (opt.scen & S_SYSCALLS)
+		scen_syscalls();
+	for (unsigned i = 0; i < NMECH; i++)
+		if (mechs[i]->fini)
+			mechs[i]->fini(mechs[i]);
+	print_targets();
+	write_results();
+	int bad = 0;
+	for (unsigned i = 0; i < nres; i++)
+		bad += !res[i].ok && strncmp(res[i].note, "skipped: ", 9);
+	printf("\nwhole run: %.0f s, %u cases, %d failed\n", (double)(pf_now_ns() - start) / 1e9,
+	       nres, bad);
+	return bad ? 1 : 0;
+}
