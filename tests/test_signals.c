@@ -23,6 +23,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1777,4 +1778,69 @@ static int reenter_child(void *arg)
 Test(signals, handler_reenters_consumer)
 {
 	run_child("re-entry", reenter_child, NULL, 120 * SEC);
+}
+
+/* ---- An interrupt from another thread ----------------------------------- */
+
+struct xthread {
+	struct shmring_consumer *c;
+	_Atomic int sleeping;   /* set just before the receive */
+	_Atomic uint64_t done;  /* when the receive returned */
+	int rc;
+};
+
+static void *xthread_recv(void *arg)
+{
+	struct xthread *x = arg;
+	char buf[64];
+	size_t len;
+	atomic_store(&x->sleeping, 1);
+	x->rc = shmring_recv_wait(x->c, buf, sizeof(buf), &len, NULL);
+	atomic_store(&x->done, test_now_ns());
+	return NULL;
+}
+
+/*
+ * Another thread interrupts a receive that sleeps in the futex (spin 0, idle
+ * ring).  No signal is involved, so only the interrupt's futex wake ends the
+ * sleep promptly; without it the sleep would last until the next liveness
+ * check (up to 50 ms).  The median over the tries must be far below that.
+ */
+Test(signals, interrupt_from_another_thread)
+{
+	struct shmring *r;
+	struct shmring_consumer *c;
+	cr_assert_eq(shmring_create_anon("xthread", NULL, &r), 0);
+	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+	cr_assert_eq(shmring_set_spin(r, 0), 0);
+	enum { TRIES = 40 };
+	uint64_t lat[TRIES];
+	for (int i = 0; i < TRIES; i++) {
+		struct xthread x = { .c = c };
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, xthread_recv, &x), 0);
+		while (!atomic_load(&x.sleeping))
+			sched_yield();
+		test_sleep_ns(5 * MS); /* long enough to be asleep in the kernel */
+		uint64_t t0 = test_now_ns();
+		cr_assert_eq(shmring_consumer_interrupt(c), 0);
+		cr_assert_eq(pthread_join(t, NULL), 0);
+		cr_assert_eq(x.rc, -EINTR, "try %d: recv_wait gave %d (%s), not -EINTR", i, x.rc,
+			     shmring_strerror(x.rc));
+		lat[i] = atomic_load(&x.done) - t0;
+	}
+	/* Sort for the median. */
+	for (int i = 1; i < TRIES; i++)
+		for (int j = i; j > 0 && lat[j - 1] > lat[j]; j--) {
+			uint64_t v = lat[j];
+			lat[j] = lat[j - 1];
+			lat[j - 1] = v;
+		}
+	cr_log_info("interrupt from another thread: median %.2f ms, max %.2f ms over %d tries",
+		    lat[TRIES / 2] / 1e6, lat[TRIES - 1] / 1e6, TRIES);
+	cr_expect_lt(lat[TRIES / 2], 5 * MS,
+		     "median return after an interrupt from another thread: %.2f ms",
+		     lat[TRIES / 2] / 1e6);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
 }
