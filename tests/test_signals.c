@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -39,6 +40,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "internal.h"
 
 #define MS 1000000ull
 #define SEC 1000000000ull
@@ -1841,6 +1843,46 @@ Test(signals, interrupt_from_another_thread)
 	cr_expect_lt(lat[TRIES / 2], 5 * MS,
 		     "median return after an interrupt from another thread: %.2f ms",
 		     lat[TRIES / 2] / 1e6);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* shmring_notify() reports the record lock it cannot take: another process
+ * holds the notification byte of our slot.  Once that process is gone,
+ * arming works. */
+Test(signals, notify_lock_held_elsewhere)
+{
+	struct shmring *r;
+	struct shmring_consumer *c;
+	cr_assert_eq(shmring_create_anon("notify-lock", NULL, &r), 0);
+	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+	uint32_t idx = (uint32_t)(c->slot - r->slots);
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+				    .l_start = (off_t)notify_byte(r, idx), .l_len = 1 };
+		CHILD_CHECK(fcntl(shmring_fd(r), F_SETLK, &fl) == 0, "F_SETLK: %s",
+			    strerror(errno));
+		CHILD_CHECK(write(ready[1], "x", 1) == 1, "write");
+		pause();
+		_exit(0);
+	}
+	char b;
+	cr_assert_eq(read(ready[0], &b, 1), 1, "the child did not take the lock");
+	int rc = shmring_notify(c, SIGRTMIN, c);
+	cr_expect(rc == -EAGAIN || rc == -EACCES,
+		  "notify with the lock held elsewhere gave %d (%s)", rc, shmring_strerror(rc));
+	kill(pid, SIGKILL);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	rc = shmring_notify(c, SIGRTMIN, c);
+	cr_expect_eq(rc, 0, "notify once the holder died gave %d (%s)", rc, shmring_strerror(rc));
+	cr_assert_eq(shmring_notify(c, 0, NULL), 0);
+	close(ready[0]);
+	close(ready[1]);
 	cr_assert_eq(shmring_consumer_close(c), 0);
 	cr_assert_eq(shmring_close(r), 0);
 }
