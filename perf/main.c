@@ -457,6 +457,8 @@ static void scen_throughput(void)
 	for (unsigned mi = 0; mi < NMECH; mi++)
 		if (mechs[mi]->skip && (mechs[mi]->caps & C_TPUT))
 			printf("  %-11s skipped: %s\n", mechs[mi]->name, mechs[mi]->skip);
+		else if (mechs[mi]->note && selected(mechs[mi]))
+			printf("  %-11s note: %s\n", mechs[mi]->name, mechs[mi]->note);
 }
 
 static const char *lat_head =

@@ -115,6 +115,7 @@ struct bench {
 struct mech {
 	const char *name;
 	const char *skip;   /* set by init() when unavailable: why */
+	const char *note;   /* what is not measured and why (printed once) */
 	unsigned caps;
 	/* Once, before any case; may set skip.  NULL: nothing to do. */
 	void (*init)(struct mech *m);

@@ -26,6 +26,7 @@ PERF_HAVE_BENCH = $(call perf_has,benchmark)
 PERF_CFLAGS = $(BASE_CFLAGS) -Iperf -DPERF_GIT_REV='"$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)"' \
 	-DHAVE_CK=$(PERF_HAVE_CK) -DHAVE_URCU=$(PERF_HAVE_URCU) -DHAVE_DPDK=$(PERF_HAVE_DPDK) \
 	-DHAVE_IOX=$(PERF_HAVE_IOX) \
+	$(if $(filter 1,$(PERF_HAVE_IOX)),$(patsubst %,-isystem %,$(lastword $(wildcard /usr/include/iceoryx/v*)))) \
 	$(if $(filter 1,$(PERF_HAVE_CK)),$(call perf_sys,ck)) \
 	$(if $(filter 1,$(PERF_HAVE_URCU)),$(call perf_sys,liburcu)) \
 	$(if $(filter 1,$(PERF_HAVE_DPDK)),-isystem /usr/include/dpdk -isystem /usr/include/$(shell $(CC) -print-multiarch 2>/dev/null)/dpdk -include rte_config.h -msse4.2)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <linux/futex.h>
 #include <linux/perf_event.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -248,6 +250,7 @@ void *source_buf(size_t size)
 
 int spawn_daemon(const char *const argv[], const char *log)
 {
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
@@ -261,6 +264,11 @@ int spawn_daemon(const char *const argv[], const char *log)
 		if (nul >= 0)
 			dup2(nul, 0);
 		setpgid(0, 0);
+		/* If the harness dies, even by SIGKILL, the daemon is told to
+		 * stop (SIGTERM: it cleans up after itself). */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
 		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
