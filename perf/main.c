@@ -533,27 +533,51 @@ static void scen_wake(void)
 
 static void scen_fanout(void)
 {
-	if (!selected(&mech_shmring))
+	int peer_on = selected(&mech_ck);
+	if (!selected(&mech_shmring) && !peer_on)
 		return;
 	printf("\n== fan-out: 64 B, batch 32, zero-copy; producer on cpu %d, all consumers "
-	       "on cpu %d; msgs/s counts each message once; ratio to 1 consumer\n%s",
+	       "on cpu %d; msgs/s counts each message once; shmring: ratio to its 1 consumer, "
+	       "peers: ratio to shmring with as many consumers\n"
+	       "   broadcast (each consumer sees every message): no installed baseline "
+	       "broadcasts; the peer is N ck_ring SPSC rings, one per consumer, the producer "
+	       "writing each message into every one\n"
+	       "   group (work sharing, each message to one consumer): the peer is one ck_ring "
+	       "SPMC ring (ck_ring_enqueue_spmc / ck_ring_dequeue_spmc), work sharing "
+	       "like groups, not broadcast\n%s",
 	       g_cpu[0], g_cpu[1], tput_head);
 	for (int group = 0; group < 2; group++) {
 		struct result *one = NULL;
+		struct mech *peer = group ? &mech_ck_group : &mech_ck_bcast;
 		for (unsigned c = 1; c <= opt.consumers; c *= 2) {
 			struct params p = {.kind = K_TPUT, .size = 64, .batch = 32, .zc = 1,
 					   .consumers = c, .group = group};
-			struct result *r = measure(group ? "group" : "broadcast", &mech_shmring, p);
-			if (c == 1)
-				one = r;
-			if (r->ok && one && one->ok) {
-				r->ratio = r->med / one->med;
-				r->ratio_to = "1 cons";
+			const char *scen = group ? "group" : "broadcast";
+			struct result *r = NULL;
+			if (selected(&mech_shmring)) {
+				r = measure(scen, &mech_shmring, p);
+				if (c == 1)
+					one = r;
+				if (r->ok && one && one->ok) {
+					r->ratio = r->med / one->med;
+					r->ratio_to = "1 cons";
+				}
+				printf("  %-9s x%-2u", scen, c);
+				print_row(r);
 			}
-			printf("  %-9s x%-2u", group ? "group" : "broadcast", c);
-			print_row(r);
+			if (!peer_on)
+				continue;
+			struct result *q = measure(scen, peer, p);
+			if (q->ok && r && r->ok) {
+				q->ratio = q->med / r->med;
+				q->ratio_to = "shmring";
+			}
+			printf("  %-9s x%-2u", scen, c);
+			print_row(q);
 		}
 	}
+	if (!peer_on)
+		printf("  ck_ring     skipped: %s\n", mech_ck.skip ? mech_ck.skip : "not selected");
 }
 
 static void scen_syscalls(void)

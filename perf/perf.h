@@ -132,7 +132,8 @@ struct mech {
 };
 
 extern struct mech mech_shmring, mech_cacheline, mech_futex, mech_memcpy,
-	mech_pipe, mech_socketpair, mech_mq, mech_ck, mech_rte, mech_iox, mech_urcu;
+	mech_pipe, mech_socketpair, mech_mq, mech_ck, mech_rte, mech_iox, mech_urcu,
+	mech_ck_bcast, mech_ck_group;
 
 /* ---- helpers (util.c) ---- */
 
