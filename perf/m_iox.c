@@ -473,7 +473,7 @@ static int rtt_role(struct bench *b, const struct ioxcase *c, int role)
 			}
 			uint64_t t2 = ticks();
 			if (i >= skip)
-				hist_add(&b->h, t2 - t);
+				sample_add(t2 - t);
 			t = t2;
 		} else {
 			if ((rc = take(b, sub, &in)) || (rc = loan(b, pub, 8, &out)))

@@ -157,7 +157,7 @@ static int pool_child(struct bench *b, void *priv, int role)
 					return fail(b, "pong %u for ping %u", x, y);
 				uint64_t t2 = ticks();
 				if (i > skip)
-					hist_add(&b->h, t2 - t);
+					sample_add(t2 - t);
 				t = t2;
 			} else {
 				take(o, pl->q[0], &x, 1);

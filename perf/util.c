@@ -23,6 +23,38 @@
 #include <unistd.h>
 
 double g_ticks_per_ns = 1.0;
+_Thread_local struct samples g_samples;
+
+int samples_prepare(uint64_t cap)
+{
+	struct samples *s = &g_samples;
+	if (cap > (64ull << 20))
+		cap = 64ull << 20;
+	s->n = 0;
+	s->len = (size_t)(cap ? cap : 1) * sizeof(uint64_t);
+	s->v = mmap(NULL, s->len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (s->v == MAP_FAILED) {
+		s->v = NULL;
+		s->cap = 0;
+		return -1;
+	}
+	/* Touched even where MAP_POPULATE is not honoured. */
+	for (size_t i = 0; i < s->len; i += 4096)
+		((volatile char *)s->v)[i] = 0;
+	s->cap = cap;
+	return 0;
+}
+
+void samples_flush(struct hist *h)
+{
+	struct samples *s = &g_samples;
+	for (uint64_t i = 0; i < s->n; i++)
+		hist_add(h, s->v[i]);
+	if (s->v)
+		munmap(s->v, s->len);
+	memset(s, 0, sizeof(*s));
+}
 
 void hist_reset(struct hist *h)
 {
