@@ -268,7 +268,8 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 	r->p = p;
 	r->floor0 = floor_now();
 
-	/* Warm-up and sizing: grow n until a run takes 20 ms. */
+	/* Warm-up and sizing: grow n until a run takes 20 ms (--quick: 5 ms). */
+	double enough = opt.quick ? 0.005 : 0.02;
 	uint64_t n = p.kind == K_TPUT || p.kind == K_MEMCPY ? 2000 : 200;
 	if (p.kind == K_WAKE)
 		n = 50;
@@ -282,12 +283,12 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 		double t = (double)(b->t1_ns - b->t0_ns) / 1e9;
 		p.depth = b->p.depth; /* what setup() found */
 		run_free(b);
-		if (t >= 0.02 || n >= (1ull << 34)) {
+		if (t >= enough || n >= (1ull << 34)) {
 			double want = (double)n * opt.rep_s / (t > 0 ? t : 1e-6);
 			n = want < 100 ? 100 : (uint64_t)want;
 			break;
 		}
-		n *= t < 0.002 ? 16 : 4;
+		n *= t < enough / 10 ? 16 : 4;
 	}
 	p.n = n;
 	r->p.n = n;
