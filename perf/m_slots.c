@@ -67,7 +67,8 @@ static void slots_depth(const struct params *p, char *buf, size_t len)
 		snprintf(buf, len, "64 entries");
 }
 
-static int pool_setup(struct bench *b, void **priv, const struct qops *o)
+/* Unused when none of ck, DPDK, liburcu is installed. */
+static __attribute__((unused)) int pool_setup(struct bench *b, void **priv, const struct qops *o)
 {
 	struct pool *pl = calloc(1, sizeof(*pl));
 	if (!pl)
