@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 # make perf: the performance harness (perf/).  Included by the top Makefile.
-#   make perf                      everything, about 5 minutes on 2 vCPUs
+#   make perf                      everything, 5-7 minutes on 2 busy vCPUs
 #   make perf PERF_ARGS='--rtt --cpus 2,3'   flags of build/perf/shmring-perf
-#   make perf-quick                smoke run, ~20 s
+#   make perf-quick                smoke run, ~10-20 s
 #   make perf-micro                Google Benchmark micro-benchmarks
 # Baselines are built only when their package is present (perf/deps.sh
 # installs them as root); a missing one is reported "skipped: <why>".
