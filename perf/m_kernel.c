@@ -59,7 +59,7 @@ static int cl_child(struct bench *b, void *priv, int role)
 				relax();
 			uint64_t t2 = ticks();
 			if (i > skip)
-				hist_add(&b->h, t2 - t);
+				sample_add(t2 - t);
 			t = t2;
 		}
 		tput_done(b, 0, n);
@@ -107,7 +107,7 @@ static int fx_child(struct bench *b, void *priv, int role)
 				await(&l->ping, i);
 				uint64_t t = ticks();
 				if (i > skip)
-					hist_add(&b->h, t - atomic_load(&l->stamp));
+					sample_add(t - atomic_load(&l->stamp));
 				atomic_store(&b->seen, i);
 			}
 			return 0;
@@ -138,7 +138,7 @@ static int fx_child(struct bench *b, void *priv, int role)
 			await(&l->pong, i);
 			uint64_t t2 = ticks();
 			if (i > skip)
-				hist_add(&b->h, t2 - t);
+				sample_add(t2 - t);
 			t = t2;
 		}
 		tput_done(b, 0, n);
@@ -259,7 +259,7 @@ static int generic_child(struct bench *b, struct fds *f, int role, xfer_fn tx, x
 					return fail(b, "pong does not match ping");
 				uint64_t t2 = ticks();
 				if (i >= skip)
-					hist_add(&b->h, t2 - t);
+					sample_add(t2 - t);
 				t = t2;
 			} else if (rx(b, f, 0, buf, 1) || tx(b, f, 1, buf, 1)) {
 				return -1;

@@ -214,7 +214,7 @@ static int rtt_role(struct bench *b, struct sr *s, int role)
 					    (unsigned long long)i);
 			uint64_t t2 = ticks();
 			if (i >= skip)
-				hist_add(&b->h, t2 - t);
+				sample_add(t2 - t);
 			t = t2;
 		}
 		tput_done(b, 0, p->n);
@@ -248,7 +248,7 @@ static int wake_role(struct bench *b, struct sr *s, int role)
 				return -1;
 			uint64_t t = ticks();
 			if (i >= skip)
-				hist_add(&b->h, t - in[1]);
+				sample_add(t - in[1]);
 			for (unsigned j = 1; j < p->batch; j++)
 				if (rtt_recv(b, c, in, &len))
 					return -1;

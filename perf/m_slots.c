@@ -14,6 +14,7 @@
 #include "perf.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,8 @@ static void slots_depth(const struct params *p, char *buf, size_t len)
 		snprintf(buf, len, "64 entries");
 }
 
-static int pool_setup(struct bench *b, void **priv, const struct qops *o)
+/* Unused when none of ck, DPDK, liburcu is installed. */
+static __attribute__((unused)) int pool_setup(struct bench *b, void **priv, const struct qops *o)
 {
 	struct pool *pl = calloc(1, sizeof(*pl));
 	if (!pl)
@@ -156,7 +158,7 @@ static int pool_child(struct bench *b, void *priv, int role)
 					return fail(b, "pong %u for ping %u", x, y);
 				uint64_t t2 = ticks();
 				if (i > skip)
-					hist_add(&b->h, t2 - t);
+					sample_add(t2 - t);
 				t = t2;
 			} else {
 				take(o, pl->q[0], &x, 1);
@@ -254,10 +256,203 @@ static int ck_setup(struct bench *b, void **priv)
 {
 	return pool_setup(b, priv, &ck_ops);
 }
+
+/*
+ * Fan-out peers made of ck_ring (the fan-out scenario only):
+ *   group (work sharing): one SPMC ring, ck_ring_enqueue_spmc() by the
+ *     producer, ck_ring_dequeue_spmc() by every consumer, each message
+ *     to one of them; each consumer returns its slots on its own SPSC ring,
+ *     which the producer visits in turn.  (Not one MPSC return ring: ck's
+ *     multi-producer enqueue waits for an earlier enqueuer to publish, and
+ *     with the consumers sharing a cpu that one is often preempted.)
+ *   broadcast: ck has no broadcast ring, so N SPSC rings, one per consumer,
+ *     each with its own slot pool: the producer writes each message into
+ *     every consumer's pool and enqueues it on every ring.
+ * The producer ends each consumer's stream with a sentinel index.  A side
+ * that finds its ring empty (or full) spins 64 times, then yields the cpu:
+ * the consumers share one cpu and have no sleeping wait.
+ */
+struct fan {
+	unsigned ndata, nfree; /* data rings (with a slot pool each), return rings */
+	uint32_t depth;
+	size_t len;
+	char *mem;
+	struct ckq *data[16], *free[16];
+	char *slots[16];
+};
+
+static void backoff(unsigned *spins)
+{
+	if (++*spins < 64) {
+		relax();
+	} else {
+		*spins = 0;
+		sched_yield();
+	}
+}
+
+static void fan_depth(const struct params *p, char *buf, size_t len)
+{
+	if (p->group)
+		snprintf(buf, len, "%u slots, SPMC", pool_depth(p));
+	else
+		snprintf(buf, len, "%u slots x%u SPSC", pool_depth(p), p->consumers);
+}
+
+static int fan_setup(struct bench *b, void **priv)
+{
+	const struct params *p = &b->p;
+	if (p->kind != K_TPUT || p->consumers < 1 || p->consumers > 16)
+		return fail(b, "unsupported case");
+	struct fan *f = calloc(1, sizeof(*f));
+	if (!f)
+		return fail(b, "out of memory");
+	f->ndata = p->group ? 1 : p->consumers;
+	f->nfree = p->consumers;
+	f->depth = pool_depth(p);
+	size_t qb = (ck_memsize(2 * f->depth) + 127) & ~(size_t)127;
+	size_t sb = ((size_t)f->depth * p->size + 127) & ~(size_t)127;
+	f->len = f->ndata * (qb + sb) + f->nfree * qb;
+	f->mem = shm_zalloc(f->len);
+	if (!f->mem) {
+		free(f);
+		return fail(b, "out of shared memory");
+	}
+	char *m = f->mem;
+	for (unsigned r = 0; r < f->ndata; r++, m += qb + sb) {
+		f->data[r] = (struct ckq *)m;
+		f->slots[r] = m + qb;
+		ck_ring_init(&f->data[r]->r, 2 * f->depth);
+	}
+	for (unsigned r = 0; r < f->nfree; r++, m += qb) {
+		f->free[r] = (struct ckq *)m;
+		ck_ring_init(&f->free[r]->r, 2 * f->depth);
+	}
+	/* Every pool's slots start on its return ring (group: the first). */
+	for (unsigned r = 0; r < f->ndata; r++)
+		for (uintptr_t i = 1; i <= f->depth; i++)
+			if (!ck_ring_enqueue_spsc(&f->free[r]->r, f->free[r]->buf, (void *)i))
+				return fail(b, "free ring too small");
+	*priv = f;
+	return 0;
+}
+
+static void fan_teardown(struct bench *b, void *priv)
+{
+	struct fan *f = priv;
+	(void)b;
+	shm_free(f->mem, f->len);
+	free(f);
+}
+
+static int fan_producer(struct bench *b, struct fan *f)
+{
+	const struct params *p = &b->p;
+	unsigned batch = p->batch < 64 ? p->batch : 64, spins = 0, turn = 0;
+	void *v[64];
+	struct loopmark lm;
+	char *src = source_buf(p->size);
+	if (!src || wait_attached(b, p->consumers))
+		return -1;
+	loop_begin(b, &lm);
+	tput_start(b);
+	for (uint64_t seq = 0; seq < p->n;) {
+		unsigned k = p->n - seq < batch ? (unsigned)(p->n - seq) : batch;
+		for (unsigned r = 0; r < f->ndata; r++) {
+			struct ckq *d = f->data[r];
+			/* k free slots: broadcast from this pool's return ring,
+			 * group from the consumers' return rings in turn. */
+			for (unsigned j = 0; j < k;) {
+				struct ckq *fr = f->free[p->group ? turn : r];
+				if (ck_ring_dequeue_spsc(&fr->r, fr->buf, &v[j])) {
+					j++;
+					continue;
+				}
+				if (p->group && ++turn < f->nfree)
+					continue;
+				turn = 0;
+				backoff(&spins);
+			}
+			for (unsigned j = 0; j < k; j++) {
+				char *s = f->slots[r] + ((uintptr_t)v[j] - 1) * p->size;
+				memcpy(s, src, p->size);
+				stamp(s, p->size, seq + j);
+			}
+			for (unsigned j = 0; j < k; j++)
+				while (!(p->group ? ck_ring_enqueue_spmc(&d->r, d->buf, v[j])
+						  : ck_ring_enqueue_spsc(&d->r, d->buf, v[j])))
+					backoff(&spins);
+		}
+		seq += k;
+	}
+	/* One end-of-stream sentinel per consumer. */
+	void *end = (void *)(uintptr_t)(f->depth + 1);
+	for (unsigned c = 0; c < p->consumers; c++) {
+		struct ckq *d = f->data[p->group ? 0 : c];
+		while (!(p->group ? ck_ring_enqueue_spmc(&d->r, d->buf, end)
+				  : ck_ring_enqueue_spsc(&d->r, d->buf, end)))
+			backoff(&spins);
+	}
+	loop_end(b, &lm, 0);
+	return 0;
+}
+
+static int fan_consumer(struct bench *b, struct fan *f, int role)
+{
+	const struct params *p = &b->p;
+	unsigned r = p->group ? 0 : (unsigned)role - 1, spins = 0;
+	struct ckq *d = f->data[r], *fr = f->free[role - 1];
+	uint64_t next = 0, got = 0;
+	struct loopmark lm;
+	char *buf = malloc(p->size);
+	if (!buf)
+		return fail(b, "out of memory");
+	attached(b);
+	loop_begin(b, &lm);
+	for (;;) {
+		void *x;
+		while (!(p->group ? ck_ring_dequeue_spmc(&d->r, d->buf, &x)
+				  : ck_ring_dequeue_spsc(&d->r, d->buf, &x)))
+			backoff(&spins);
+		uintptr_t v = (uintptr_t)x;
+		if (v == f->depth + 1)
+			break;
+		if (v < 1 || v > f->depth)
+			return fail(b, "bad slot index %lu", (unsigned long)v);
+		const char *s = f->slots[r] + (v - 1) * p->size;
+		if (!p->zc) {
+			memcpy(buf, s, p->size);
+			s = buf;
+		}
+		uint64_t seq = unstamp(s, p->size);
+		if (seq == UINT64_MAX || (p->group ? seq < next : seq != next))
+			return fail(b, "consumer: message %llu where %llu was due",
+				    (unsigned long long)seq, (unsigned long long)next);
+		next = seq + 1;
+		got++;
+		while (!ck_ring_enqueue_spsc(&fr->r, fr->buf, x))
+			backoff(&spins);
+	}
+	loop_end(b, &lm, role);
+	tput_done(b, role, got);
+	free(buf);
+	return 0;
+}
+
+static int fan_child(struct bench *b, void *priv, int role)
+{
+	return role ? fan_consumer(b, priv, role) : fan_producer(b, priv);
+}
+#define FAN_SETUP fan_setup
+#define FAN_CHILD fan_child
+#define FAN_TEARDOWN fan_teardown
 #define CK_SETUP ck_setup
 #define CK_SKIP NULL
 #else
 #define CK_SETUP NULL
+#define FAN_SETUP NULL
+#define FAN_CHILD NULL
+#define FAN_TEARDOWN NULL
 #define CK_SKIP "libck-dev not installed (pkg-config ck)"
 #endif
 
@@ -274,6 +469,37 @@ struct mech mech_ck = {
 	.setup = CK_SETUP,
 	.child = pool_child,
 	.teardown = pool_teardown,
+};
+
+static void fan_depth_any(const struct params *p, char *buf, size_t len)
+{
+#if HAVE_CK
+	fan_depth(p, buf, len);
+#else
+	(void)p;
+	snprintf(buf, len, "-");
+#endif
+}
+
+/* Fan-out peers (see above); selected with the name ck_ring. */
+struct mech mech_ck_bcast = {
+	.name = "ck SPSCxN",
+	.caps = C_TPUT | C_ZC | C_BATCH | C_FANOUT,
+	.init = ck_init_mech,
+	.depth = fan_depth_any,
+	.setup = FAN_SETUP,
+	.child = FAN_CHILD,
+	.teardown = FAN_TEARDOWN,
+};
+
+struct mech mech_ck_group = {
+	.name = "ck SPMC",
+	.caps = C_TPUT | C_ZC | C_BATCH | C_GROUP,
+	.init = ck_init_mech,
+	.depth = fan_depth_any,
+	.setup = FAN_SETUP,
+	.child = FAN_CHILD,
+	.teardown = FAN_TEARDOWN,
 };
 
 /* ---- rte_ring (single producer, single consumer, burst calls) ---------- */

@@ -56,7 +56,8 @@ static void usage(FILE *f)
 		"  --throughput   1 producer, 1 consumer: sizes x batch 1,32 x copying/zero-copy\n"
 		"  --rtt          round-trip latency, ping-pong over two rings (8 B)\n"
 		"  --wake         one-way wake-up latency of a sleeping consumer; wakes per commit\n"
-		"  --fanout       broadcast and groups with 1..N consumers\n"
+		"  --fanout       broadcast and groups with 1..N consumers (peers: N ck_ring SPSC\n"
+		"                 rings for broadcast, one ck_ring SPMC ring for groups)\n"
 		"  --syscalls     system calls per million messages at steady state\n"
 		"options:\n"
 		"  --cpus A,B     producer on cpu A, consumers on cpu B (default 0,1)\n"
@@ -268,7 +269,8 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 	r->p = p;
 	r->floor0 = floor_now();
 
-	/* Warm-up and sizing: grow n until a run takes 20 ms. */
+	/* Warm-up and sizing: grow n until a run takes 20 ms (--quick: 5 ms). */
+	double enough = opt.quick ? 0.005 : 0.02;
 	uint64_t n = p.kind == K_TPUT || p.kind == K_MEMCPY ? 2000 : 200;
 	if (p.kind == K_WAKE)
 		n = 50;
@@ -282,12 +284,12 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 		double t = (double)(b->t1_ns - b->t0_ns) / 1e9;
 		p.depth = b->p.depth; /* what setup() found */
 		run_free(b);
-		if (t >= 0.02 || n >= (1ull << 34)) {
+		if (t >= enough || n >= (1ull << 34)) {
 			double want = (double)n * opt.rep_s / (t > 0 ? t : 1e-6);
 			n = want < 100 ? 100 : (uint64_t)want;
 			break;
 		}
-		n *= t < 0.002 ? 16 : 4;
+		n *= t < enough / 10 ? 16 : 4;
 	}
 	p.n = n;
 	r->p.n = n;
@@ -457,6 +459,8 @@ static void scen_throughput(void)
 	for (unsigned mi = 0; mi < NMECH; mi++)
 		if (mechs[mi]->skip && (mechs[mi]->caps & C_TPUT))
 			printf("  %-11s skipped: %s\n", mechs[mi]->name, mechs[mi]->skip);
+		else if (mechs[mi]->note && selected(mechs[mi]))
+			printf("  %-11s note: %s\n", mechs[mi]->name, mechs[mi]->note);
 }
 
 static const char *lat_head =
@@ -531,27 +535,51 @@ static void scen_wake(void)
 
 static void scen_fanout(void)
 {
-	if (!selected(&mech_shmring))
+	int peer_on = selected(&mech_ck);
+	if (!selected(&mech_shmring) && !peer_on)
 		return;
 	printf("\n== fan-out: 64 B, batch 32, zero-copy; producer on cpu %d, all consumers "
-	       "on cpu %d; msgs/s counts each message once; ratio to 1 consumer\n%s",
+	       "on cpu %d; msgs/s counts each message once; shmring: ratio to its 1 consumer, "
+	       "peers: ratio to shmring with as many consumers\n"
+	       "   broadcast (each consumer sees every message): no installed baseline "
+	       "broadcasts; the peer is N ck_ring SPSC rings, one per consumer, the producer "
+	       "writing each message into every one\n"
+	       "   group (work sharing, each message to one consumer): the peer is one ck_ring "
+	       "SPMC ring (ck_ring_enqueue_spmc / ck_ring_dequeue_spmc), work sharing "
+	       "like groups, not broadcast\n%s",
 	       g_cpu[0], g_cpu[1], tput_head);
 	for (int group = 0; group < 2; group++) {
 		struct result *one = NULL;
+		struct mech *peer = group ? &mech_ck_group : &mech_ck_bcast;
 		for (unsigned c = 1; c <= opt.consumers; c *= 2) {
 			struct params p = {.kind = K_TPUT, .size = 64, .batch = 32, .zc = 1,
 					   .consumers = c, .group = group};
-			struct result *r = measure(group ? "group" : "broadcast", &mech_shmring, p);
-			if (c == 1)
-				one = r;
-			if (r->ok && one && one->ok) {
-				r->ratio = r->med / one->med;
-				r->ratio_to = "1 cons";
+			const char *scen = group ? "group" : "broadcast";
+			struct result *r = NULL;
+			if (selected(&mech_shmring)) {
+				r = measure(scen, &mech_shmring, p);
+				if (c == 1)
+					one = r;
+				if (r->ok && one && one->ok) {
+					r->ratio = r->med / one->med;
+					r->ratio_to = "1 cons";
+				}
+				printf("  %-9s x%-2u", scen, c);
+				print_row(r);
 			}
-			printf("  %-9s x%-2u", group ? "group" : "broadcast", c);
-			print_row(r);
+			if (!peer_on)
+				continue;
+			struct result *q = measure(scen, peer, p);
+			if (q->ok && r && r->ok) {
+				q->ratio = q->med / r->med;
+				q->ratio_to = "shmring";
+			}
+			printf("  %-9s x%-2u", scen, c);
+			print_row(q);
 		}
 	}
+	if (!peer_on)
+		printf("  ck_ring     skipped: %s\n", mech_ck.skip ? mech_ck.skip : "not selected");
 }
 
 static void scen_syscalls(void)
@@ -615,27 +643,39 @@ static void cpu_model(char *buf, size_t len)
 	fclose(f);
 }
 
-static double hist_cost_ns(void)
+/* What recording one latency sample adds to a timed loop, ns: a loop of
+ * ticks() with sample_add() against the same loop without it. */
+static double sample_cost_ns(void)
 {
 	static struct hist h;
-	hist_reset(&h);
 	enum { N = 1000000 };
-	uint64_t a = ticks(), x = 0;
-	for (unsigned i = 0; i < N; i++) {
-		uint64_t t = ticks();
-		x += t;
-		__asm__ volatile("" : : "r"(x) : "memory");
+	double best = NAN;
+	hist_reset(&h);
+	for (int round = 0; round < 3; round++) {
+		if (samples_prepare(N))
+			return NAN;
+		uint64_t a = ticks(), x = 0, prev = a;
+		for (unsigned i = 0; i < N; i++) {
+			uint64_t t = ticks();
+			x += t - prev;
+			prev = t;
+			__asm__ volatile("" : : "r"(x) : "memory");
+		}
+		uint64_t b = ticks();
+		prev = b;
+		for (unsigned i = 0; i < N; i++) {
+			uint64_t t = ticks();
+			sample_add(t - prev);
+			prev = t;
+		}
+		uint64_t c = ticks();
+		samples_flush(&h);
+		double d = ((double)(c - b) - (double)(b - a)) / N;
+		d = d > 0 ? ns_of(d) : 0;
+		if (isnan(best) || d < best)
+			best = d;
 	}
-	uint64_t b = ticks(), prev = b;
-	for (unsigned i = 0; i < N; i++) {
-		uint64_t t = ticks();
-		hist_add(&h, t - prev);
-		prev = t;
-	}
-	uint64_t c = ticks();
-	hist_finish(&h);
-	double d = ((double)(c - b) - (double)(b - a)) / N;
-	return d > 0 ? ns_of(d) : 0;
+	return best;
 }
 
 static void print_machine(void)
@@ -650,8 +690,12 @@ static void print_machine(void)
 	       (shmring_version() >> 8) & 255, shmring_version() & 255, PERF_GIT_REV, g_stamp);
 	printf("machine: %s, %ld cpus online, %s %s %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
 	       u.sysname, u.release, u.machine);
-	printf("compiler: %s; TSC %.3f ticks/ns (calibrated on CLOCK_MONOTONIC); "
-	       "histogram add %.1f ns\n", __VERSION__, g_ticks_per_ns, hist_cost_ns());
+	printf("compiler: %s; TSC %.3f ticks/ns (calibrated on CLOCK_MONOTONIC)\n", __VERSION__,
+	       g_ticks_per_ns);
+	double sc = sample_cost_ns(), fl = floor_now();
+	printf("latency samples: recorded raw in the timed loop (one store), bucketed after it; "
+	       "cost per sample %.2f ns (best of 3 rounds) = %.1f%% of the bare cache-line round trip (%.0f ns now)\n",
+	       sc, 100 * sc / fl, fl);
 	printf("pinning: producer/pinger cpu %d, consumers/ponger cpu %d; %u repetitions of "
 	       "~%.2f s per case after a warm-up; median and spread (max-min)/2/median\n",
 	       g_cpu[0], g_cpu[1], opt.reps, opt.rep_s);

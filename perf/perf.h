@@ -40,7 +40,8 @@ enum {
 };
 
 /* Log-bucketed histogram of TSC ticks: 32 linear sub-buckets per power of
- * two (relative error below 1/32), one add is a bit scan and an increment. */
+ * two (relative error below 1/32), one add is a bit scan and an increment.
+ * Timed loops do not add to it: they record with sample_add() (below). */
 #define HIST_SUB_BITS 5
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS (64u * HIST_SUB)
@@ -64,6 +65,29 @@ static inline void hist_add(struct hist *h, uint64_t v)
 	if (__builtin_expect(v > h->max, 0))
 		h->max = v;
 }
+/*
+ * Latency samples are recorded raw during the timed loop: one store into a
+ * buffer mapped and touched before the start (sample_add), and bucketed
+ * into the case's histogram after the loop (samples_flush, called by the
+ * harness when a role returns).  The buffer is per thread.
+ */
+struct samples {
+	uint64_t *v;
+	uint64_t n, cap;
+	size_t len;
+};
+extern _Thread_local struct samples g_samples;
+static inline void sample_add(uint64_t v)
+{
+	struct samples *s = &g_samples;
+	if (__builtin_expect(s->n < s->cap, 1))
+		s->v[s->n++] = v;
+}
+/* Room for cap samples (at most 64 Mi), touched; 0 or -1. */
+int samples_prepare(uint64_t cap);
+/* Adds the recorded samples to h and frees the buffer. */
+void samples_flush(struct hist *h);
+
 /* Counts the samples (n) and finds the least bucket (min) after adding. */
 void hist_finish(struct hist *h);
 
@@ -115,6 +139,7 @@ struct bench {
 struct mech {
 	const char *name;
 	const char *skip;   /* set by init() when unavailable: why */
+	const char *note;   /* what is not measured and why (printed once) */
 	unsigned caps;
 	/* Once, before any case; may set skip.  NULL: nothing to do. */
 	void (*init)(struct mech *m);
@@ -131,7 +156,8 @@ struct mech {
 };
 
 extern struct mech mech_shmring, mech_cacheline, mech_futex, mech_memcpy,
-	mech_pipe, mech_socketpair, mech_mq, mech_ck, mech_rte, mech_iox, mech_urcu;
+	mech_pipe, mech_socketpair, mech_mq, mech_ck, mech_rte, mech_iox, mech_urcu,
+	mech_ck_bcast, mech_ck_group;
 
 /* ---- helpers (util.c) ---- */
 

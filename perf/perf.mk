@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 # make perf: the performance harness (perf/).  Included by the top Makefile.
-#   make perf                      everything, about 5 minutes on 2 vCPUs
+#   make perf                      everything, 5-7 minutes on 2 busy vCPUs
 #   make perf PERF_ARGS='--rtt --cpus 2,3'   flags of build/perf/shmring-perf
-#   make perf-quick                smoke run, ~20 s
+#   make perf-quick                smoke run, ~10-20 s
 #   make perf-micro                Google Benchmark micro-benchmarks
 # Baselines are built only when their package is present (perf/deps.sh
 # installs them as root); a missing one is reported "skipped: <why>".
@@ -26,6 +26,7 @@ PERF_HAVE_BENCH = $(call perf_has,benchmark)
 PERF_CFLAGS = $(BASE_CFLAGS) -Iperf -DPERF_GIT_REV='"$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)"' \
 	-DHAVE_CK=$(PERF_HAVE_CK) -DHAVE_URCU=$(PERF_HAVE_URCU) -DHAVE_DPDK=$(PERF_HAVE_DPDK) \
 	-DHAVE_IOX=$(PERF_HAVE_IOX) \
+	$(if $(filter 1,$(PERF_HAVE_IOX)),$(patsubst %,-isystem %,$(lastword $(wildcard /usr/include/iceoryx/v*)))) \
 	$(if $(filter 1,$(PERF_HAVE_CK)),$(call perf_sys,ck)) \
 	$(if $(filter 1,$(PERF_HAVE_URCU)),$(call perf_sys,liburcu)) \
 	$(if $(filter 1,$(PERF_HAVE_DPDK)),-isystem /usr/include/dpdk -isystem /usr/include/$(shell $(CC) -print-multiarch 2>/dev/null)/dpdk -include rte_config.h -msse4.2)

@@ -52,14 +52,25 @@ static void start_gate(struct bench *b)
 		pf_futex_wait(&b->go, 0);
 }
 
+/* The role that records latency samples gets its buffer before the start:
+ * the pinger in a round trip, the sleeper in a wake-up case. */
+static void prepare_samples(struct bench *b, int role)
+{
+	int rec = (b->p.kind == K_RTT && role == 0) || (b->p.kind == K_WAKE && role == 1);
+	if (rec && samples_prepare(b->p.n + 1))
+		fail(b, "no memory for %llu latency samples", (unsigned long long)b->p.n);
+}
+
 static void *thr_main(void *arg)
 {
 	struct thr *t = arg;
 	if (pin(g_cpu[t->role ? 1 : 0]))
 		fail(t->b, "sched_setaffinity(cpu %d): %s", g_cpu[t->role ? 1 : 0],
 		     strerror(errno));
+	prepare_samples(t->b, t->role);
 	start_gate(t->b);
 	t->rc = t->m->child(t->b, t->priv, t->role);
+	samples_flush(&t->b->h);
 	return NULL;
 }
 
@@ -124,8 +135,10 @@ int run_once(const struct mech *m, const struct params *p, struct bench **out)
 				if (pin(cpu))
 					fail(b, "sched_setaffinity(cpu %d): %s", cpu,
 					     strerror(errno));
+				prepare_samples(b, (int)i);
 				start_gate(b);
 				r = m->child(b, priv, (int)i);
+				samples_flush(&b->h);
 			}
 			/* exit(), not _exit(): iceoryx unregisters at exit. */
 			exit(r ? 1 : 0);

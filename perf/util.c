@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <linux/futex.h>
 #include <linux/perf_event.h>
 #include <stdarg.h>
@@ -15,12 +16,45 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 double g_ticks_per_ns = 1.0;
+_Thread_local struct samples g_samples;
+
+int samples_prepare(uint64_t cap)
+{
+	struct samples *s = &g_samples;
+	if (cap > (64ull << 20))
+		cap = 64ull << 20;
+	s->n = 0;
+	s->len = (size_t)(cap ? cap : 1) * sizeof(uint64_t);
+	s->v = mmap(NULL, s->len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (s->v == MAP_FAILED) {
+		s->v = NULL;
+		s->cap = 0;
+		return -1;
+	}
+	/* Touched even where MAP_POPULATE is not honoured. */
+	for (size_t i = 0; i < s->len; i += 4096)
+		((volatile char *)s->v)[i] = 0;
+	s->cap = cap;
+	return 0;
+}
+
+void samples_flush(struct hist *h)
+{
+	struct samples *s = &g_samples;
+	for (uint64_t i = 0; i < s->n; i++)
+		hist_add(h, s->v[i]);
+	if (s->v)
+		munmap(s->v, s->len);
+	memset(s, 0, sizeof(*s));
+}
 
 void hist_reset(struct hist *h)
 {
@@ -248,6 +282,7 @@ void *source_buf(size_t size)
 
 int spawn_daemon(const char *const argv[], const char *log)
 {
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
@@ -261,6 +296,11 @@ int spawn_daemon(const char *const argv[], const char *log)
 		if (nul >= 0)
 			dup2(nul, 0);
 		setpgid(0, 0);
+		/* If the harness dies, even by SIGKILL, the daemon is told to
+		 * stop (SIGTERM: it cleans up after itself). */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
 		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
