@@ -448,31 +448,18 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 	return (int)k;
 }
 
-static int peek_batch_wait(struct shmring_consumer *c, struct shmring_msg *msgs, unsigned max,
-			   const struct timespec *deadline)
+/* A batch read, copying (recv) or in place (peek); non-blocking, or waiting
+ * until `deadline` when `wait`. */
+static int read_batch(struct shmring_consumer *c, void *buf, size_t buflen,
+		      struct shmring_msg *msgs, unsigned max, int copy,
+		      const struct timespec *deadline, int wait)
 {
 	for (;;) {
-		int rc = peek_batch(c, msgs, max);
-		if (rc != -EAGAIN)
+		int rc = copy ? recv_batch(c, buf, buflen, msgs, max) : peek_batch(c, msgs, max);
+		if (rc != -EAGAIN || !wait)
 			return rc;
 		/* Also bounds a loop where the wait sees data that the read
 		 * cannot take yet (an overwrite snapshot in progress). */
-		if (deadline_passed(deadline))
-			return -ETIMEDOUT;
-		rc = wait_for_data(c, deadline);
-		if (rc)
-			return rc;
-	}
-}
-
-static int recv_batch_wait(struct shmring_consumer *c, void *buf, size_t buflen,
-			   struct shmring_msg *msgs, unsigned max,
-			   const struct timespec *deadline)
-{
-	for (;;) {
-		int rc = recv_batch(c, buf, buflen, msgs, max);
-		if (rc != -EAGAIN)
-			return rc;
 		if (deadline_passed(deadline))
 			return -ETIMEDOUT;
 		rc = wait_for_data(c, deadline);
@@ -487,7 +474,7 @@ static int peek_one(struct shmring_consumer *c, const void **data, size_t *len,
 {
 	struct shmring_msg m;
 	ENTER(c);
-	int rc = wait ? peek_batch_wait(c, &m, 1, deadline) : peek_batch(c, &m, 1);
+	int rc = read_batch(c, NULL, 0, &m, 1, 0, deadline, wait);
 	leave_consumer(c);
 	if (rc < 0)
 		return rc;
@@ -501,8 +488,7 @@ static int recv_one(struct shmring_consumer *c, void *buf, size_t buflen, size_t
 {
 	struct shmring_msg m;
 	ENTER(c);
-	int rc = wait ? recv_batch_wait(c, buf, buflen, &m, 1, deadline)
-		      : recv_batch(c, buf, buflen, &m, 1);
+	int rc = read_batch(c, buf, buflen, &m, 1, 1, deadline, wait);
 	leave_consumer(c);
 	if (rc < 0 && rc != -EMSGSIZE)
 		return rc;
@@ -531,7 +517,7 @@ SHMRING_API int shmring_peek_batch(struct shmring_consumer *c, struct shmring_ms
 	if (!c || !msgs || !max)
 		return -EINVAL;
 	ENTER(c);
-	int rc = peek_batch(c, msgs, max);
+	int rc = read_batch(c, NULL, 0, msgs, max, 0, NULL, 0);
 	leave_consumer(c);
 	return rc;
 }
@@ -542,7 +528,7 @@ SHMRING_API int shmring_peek_batch_wait(struct shmring_consumer *c, struct shmri
 	if (!c || !msgs || !max || !valid_deadline(deadline))
 		return -EINVAL;
 	ENTER(c);
-	int rc = peek_batch_wait(c, msgs, max, deadline);
+	int rc = read_batch(c, NULL, 0, msgs, max, 0, deadline, 1);
 	leave_consumer(c);
 	return rc;
 }
@@ -578,7 +564,7 @@ SHMRING_API int shmring_recv_batch(struct shmring_consumer *c, void *buf, size_t
 	if (!c || !msgs || !max || (!buf && buflen))
 		return -EINVAL;
 	ENTER(c);
-	int rc = recv_batch(c, buf, buflen, msgs, max);
+	int rc = read_batch(c, buf, buflen, msgs, max, 1, NULL, 0);
 	leave_consumer(c);
 	return rc;
 }
@@ -590,7 +576,7 @@ SHMRING_API int shmring_recv_batch_wait(struct shmring_consumer *c, void *buf, s
 	if (!c || !msgs || !max || (!buf && buflen) || !valid_deadline(deadline))
 		return -EINVAL;
 	ENTER(c);
-	int rc = recv_batch_wait(c, buf, buflen, msgs, max, deadline);
+	int rc = read_batch(c, buf, buflen, msgs, max, 1, deadline, 1);
 	leave_consumer(c);
 	return rc;
 }
