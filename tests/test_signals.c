@@ -1886,3 +1886,13 @@ Test(signals, notify_lock_held_elsewhere)
 	cr_assert_eq(shmring_consumer_close(c), 0);
 	cr_assert_eq(shmring_close(r), 0);
 }
+
+/* The new calls refuse NULL handles. */
+Test(signals, null_arguments)
+{
+	cr_expect_eq(shmring_set_eintr(NULL, 1), -EINVAL);
+	cr_expect_eq(shmring_consumer_interrupt(NULL), -EINVAL);
+	cr_expect_eq(shmring_producer_interrupt(NULL), -EINVAL);
+	cr_expect_eq(shmring_notify(NULL, SIGRTMIN, NULL), -EINVAL);
+	cr_expect_eq(shmring_notify(NULL, 0, NULL), -EINVAL);
+}
