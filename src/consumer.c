@@ -295,8 +295,9 @@ static int lapped(struct shmring_consumer *c)
 {
 	uint64_t h, hs, t, ts;
 	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
-	if (rc) /* a live producer is mid-update; a dead one never finishes */
-		return live_held(c->r, c->r->g.prod_off) ? rc : -EPROTO;
+	if (rc) /* a live producer is mid-update; a dead one left it to the
+		 * producer that takes over, which repairs it */
+		return live_held(c->r, c->r->g.prod_off) ? rc : -EPIPE;
 	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos || (h & 7))
 		return -EPROTO;
 	c->lost += hs - c->cseq;

@@ -23,10 +23,10 @@ struct shmring {
 	int writable;           /* fd opened O_RDWR */
 	int live;               /* liveness locks work here (see live.c) */
 	int prod_rw;            /* producer pages mapped writable */
-	unsigned endpoints;     /* endpoints open on this handle by endpoints_pid */
-	pid_t endpoints_pid;    /* the process those were counted in (fork) */
-	unsigned producers;     /* producer handles not yet closed: the producer
-	                         * pages stay writable while any is open */
+	_Atomic uint64_t endpoints; /* (pid << 32) | endpoints open on this
+	                         * handle by that process (fork: see ring.c) */
+	_Atomic unsigned producers; /* producer handles not yet closed: the
+	                         * producer pages stay writable while any is open */
 	uint8_t *base;          /* mapping; data area mapped twice after data_off */
 	size_t map_len;
 	struct shm_geom g;

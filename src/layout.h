@@ -66,7 +66,11 @@ _Static_assert(sizeof(struct shm_header) == 88, "layout");
  * Line 0 is what consumers read on their hot path.  In an OVERWRITE ring the
  * producer also keeps (head, head_seq, tail_seq) there, under the sequence
  * counter `ver` (odd while it writes them), so that a consumer can take a
- * consistent snapshot when it attaches or finds itself lapped.
+ * consistent snapshot when it attaches or finds itself lapped.  `ver` moves
+ * by 4 per update and its odd value says which pair is being written:
+ * ver % 4 == 1 while head and head_seq change, 3 while tail_seq and tail do.
+ * A producer that takes over from one killed mid-update thus knows which
+ * sequence number to count again from the records (producer.c).
  */
 struct shm_prod {
 	/* line 0 */
@@ -74,7 +78,8 @@ struct shm_prod {
 	a64 tail_seq;          /* messages published so far (overwrite: under ver) */
 	a64 head;              /* overwrite: oldest intact record (under ver) */
 	a64 head_seq;          /* overwrite: sequence number of the record at head */
-	a32 ver;               /* overwrite: snapshot counter, odd while writing */
+	a32 ver;               /* overwrite: snapshot counter, odd while writing:
+	                        * 1 mod 4 head pair, 3 mod 4 tail pair */
 	uint32_t pad0;
 	uint8_t pad1[LINE - 40];
 	/* line 1: slow-path state */

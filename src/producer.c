@@ -80,6 +80,62 @@ static void protect_ro(struct shmring *r)
 	r->prod_rw = 0;
 }
 
+/* Records from head to tail: they are intact (head moves before anything is
+ * overwritten).  A length that cannot be right stops the count at *end. */
+static uint64_t count_records(const struct shmring_producer *p, uint64_t *end)
+{
+	uint64_t h = p->head, n = 0;
+	while (h != p->tail) {
+		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
+		uint32_t len = *(const volatile uint32_t *)&rec->len;
+		if (len > p->max_message || SHMRING_RECORD_SIZE(len) > p->tail - h)
+			break;
+		h += SHMRING_RECORD_SIZE(len);
+		n++;
+	}
+	*end = h;
+	return n;
+}
+
+/*
+ * OVERWRITE takeover.  A producer killed between the stores of one snapshot
+ * update left ver odd, and one pair torn: the position written, its sequence
+ * number not (or neither, or both).  ver % 4 says which pair (see layout.h);
+ * the other pair is whole, and the records between head and tail give the
+ * difference of the two sequence numbers.  The repaired snapshot is
+ * published before any consumer can take it: ver stays odd until then.
+ */
+static void repair_snapshot(struct shmring_producer *p)
+{
+	uint64_t end, n;
+	switch (p->ver & 3) {
+	case 0:
+		return;
+	case 1: /* head, head_seq: the tail pair is whole */
+		n = count_records(p, &end);
+		if (end != p->tail || n > p->tail_seq)
+			n = 0, p->head = p->tail; /* corrupt: give up the records */
+		p->head_seq = p->tail_seq - n;
+		break;
+	case 3: /* tail_seq, tail: the head pair is whole */
+		n = count_records(p, &end);
+		if (end != p->tail)
+			n = 0, p->head = p->tail; /* corrupt: give up the records */
+		p->tail_seq = p->head_seq + n;
+		p->seq = p->tail_seq;
+		break;
+	default: /* ver % 4 == 2 is never written: a corrupt ring */
+		p->head = p->tail;
+		p->head_seq = p->tail_seq;
+		break;
+	}
+	store_relaxed(&p->prod->head, p->head);
+	store_relaxed(&p->prod->head_seq, p->head_seq);
+	store_relaxed(&p->prod->tail_seq, p->tail_seq);
+	p->ver = (p->ver | 3) + 1;
+	store_release(&p->prod->ver, p->ver);
+}
+
 SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer **out)
 {
 	if (!r || !out)
@@ -139,25 +195,27 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->head = load_relaxed(&r->prod->head);
 	p->head_seq = load_relaxed(&r->prod->head_seq);
 	p->ver = load_relaxed(&r->prod->ver);
-	if (p->ver & 1) /* a producer died while writing the snapshot */
-		p->ver++;
 	if (p->head > p->tail || p->tail - p->head > p->cap || (p->head & 7)) { /* corrupt */
 		p->head = p->tail;
 		p->head_seq = p->tail_seq;
 	}
+	if (p->overwrite)
+		repair_snapshot(p);
+	else
+		p->ver = 0;
 	p->limit = load_relaxed(&r->prod->reclaim);
 	if (p->limit > p->tail || p->tail - p->limit > p->cap)
 		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
 	refresh_limit(p);
 	store_release(&r->prod->closed, 0);
-	r->producers++;
+	atomic_fetch_add_explicit(&r->producers, 1, memory_order_relaxed);
 	endpoint_add(r, &p->opener);
 	*out = p;
 	return 0;
 fail:
 	if (busy != -EBUSY && p->lockfd < 0) /* we took the role by owner CAS */
 		store_release(&r->prod->owner, 0);
-	if (made_rw && r->producers == 0)
+	if (made_rw && atomic_load_explicit(&r->producers, memory_order_relaxed) == 0)
 		protect_ro(r);
 	live_close(p->lockfd); /* drops the producer lock if we took it */
 	free(p);
@@ -241,7 +299,7 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *p)
 		return -EBUSY;
 	shmring_producer_shutdown(p);
 	struct shmring *r = p->r;
-	if (--r->producers == 0)
+	if (atomic_fetch_sub_explicit(&r->producers, 1, memory_order_relaxed) == 1)
 		protect_ro(r);
 	endpoint_del(r, p->opener); /* shutdown dropped the producer lock */
 	free(p);
@@ -275,11 +333,12 @@ static void advance_head(struct shmring_producer *p, uint64_t end)
 	}
 	p->head = h;
 	p->head_seq = hs;
-	store_relaxed(&p->prod->ver, ++p->ver); /* odd: writing */
+	store_relaxed(&p->prod->ver, p->ver + 1); /* 1 mod 4: writing head */
 	fence_release();
 	store_relaxed(&p->prod->head, h);
 	store_relaxed(&p->prod->head_seq, hs);
-	store_release(&p->prod->ver, ++p->ver);
+	p->ver += 4;
+	store_release(&p->prod->ver, p->ver);
 	fence_release();
 }
 
@@ -368,15 +427,17 @@ static inline int commit(struct shmring_producer *p)
 	p->tail = p->rtail;
 	p->tail_seq = p->seq;
 	if (p->overwrite) {
-		store_relaxed(&p->prod->ver, ++p->ver);
+		store_relaxed(&p->prod->ver, p->ver + 3); /* 3 mod 4: writing tail */
 		fence_release();
 	}
 	store_relaxed(&p->prod->tail_seq, p->tail_seq);
 	/* Publishes the records: pairs with the consumers' load_acquire(tail)
 	 * in peek(). */
 	store_release(&p->prod->tail, p->tail);
-	if (p->overwrite)
-		store_release(&p->prod->ver, ++p->ver);
+	if (p->overwrite) {
+		p->ver += 4;
+		store_release(&p->prod->ver, p->ver);
+	}
 	wake_consumers(p->r, (int)n);
 	return (int)n;
 }

@@ -439,29 +439,38 @@ uint64_t spin_ns(const struct shmring *r)
 }
 
 /* Endpoints are counted per process: after fork() the child may close the
- * ring handle even though it inherited the parent's endpoints. */
+ * ring handle even though it inherited the parent's endpoints.  The pid and
+ * the count share one word, so threads may open and close concurrently. */
+#define EP_PID(w) ((uint32_t)((w) >> 32))
+#define EP_WORD(pid, n) (((uint64_t)(uint32_t)(pid) << 32) | (uint32_t)(n))
+
 void endpoint_add(struct shmring *r, pid_t *opener)
 {
 	pid_t me = getpid();
-	if (r->endpoints_pid != me) {
-		r->endpoints_pid = me;
-		r->endpoints = 0;
-	}
-	r->endpoints++;
+	uint64_t w = atomic_load_explicit(&r->endpoints, memory_order_relaxed), nw;
+	do
+		nw = EP_PID(w) == (uint32_t)me ? w + 1 : EP_WORD(me, 1);
+	while (!atomic_compare_exchange_weak_explicit(&r->endpoints, &w, nw, memory_order_relaxed,
+						      memory_order_relaxed));
 	*opener = me;
 }
 
 void endpoint_del(struct shmring *r, pid_t opener)
 {
-	if (opener == r->endpoints_pid && r->endpoints)
-		r->endpoints--;
+	uint64_t w = atomic_load_explicit(&r->endpoints, memory_order_relaxed);
+	do
+		if (EP_PID(w) != (uint32_t)opener || (uint32_t)w == 0)
+			return;
+	while (!atomic_compare_exchange_weak_explicit(&r->endpoints, &w, w - 1, memory_order_relaxed,
+						      memory_order_relaxed));
 }
 
 SHMRING_API int shmring_close(struct shmring *r)
 {
 	if (!r)
 		return -EINVAL;
-	if (r->endpoints && r->endpoints_pid == getpid())
+	uint64_t w = atomic_load_explicit(&r->endpoints, memory_order_relaxed);
+	if ((uint32_t)w && EP_PID(w) == (uint32_t)getpid())
 		return -EBUSY;
 	int saved = errno;
 	munmap(r->base, r->map_len);
