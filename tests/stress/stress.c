@@ -98,6 +98,7 @@ struct harness {
 	au32 stop;          /* 1: producer finish; consumers drain */
 	au32 producer_done; /* producer committed its last and closed */
 	au32 prod_incarnations;
+	au32 prod_restart;  /* thread mode: close and reopen requested */
 	au64 total;         /* final sent count */
 	au64 stall_max_ns;  /* longest reserve_wait */
 	au64 sigs;          /* storm signals sent */
@@ -130,6 +131,8 @@ static struct {
 	int tty;
 } cfg;
 
+static int cfg_threads_locked(void);
+
 /* Per-round state. */
 static struct harness *H;
 static au64 *gbits[MAX_GROUPS];
@@ -140,9 +143,32 @@ static uint64_t round_seed;
 static unsigned ncons, ngroups;
 static struct cons cons[MAX_CONS];
 static pid_t prod_pid;
+/* Thread mode: endpoint opens and closes on the shared ring handle are
+ * serialised.  The library counts a handle's endpoints in a plain int
+ * (endpoint_add() in src/ring.c), so concurrent opens race: see the report
+ * (STRESS_OPEN_UNLOCKED=1 shows it under TSan). */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static int open_unlocked;
+
+static void ep_lock(void)
+{
+	if (cfg_threads_locked())
+		pthread_mutex_lock(&open_lock);
+}
+
+static void ep_unlock(void)
+{
+	if (cfg_threads_locked())
+		pthread_mutex_unlock(&open_lock);
+}
 static pthread_t prod_th;
 static int prod_up;
 static uint64_t prod_restart_at;
+
+static int cfg_threads_locked(void)
+{
+	return cfg.threads && !open_unlocked;
+}
 
 static uint64_t now_ns(void)
 {
@@ -318,7 +344,9 @@ static int producer_run(void)
 	struct shmring_producer *p;
 	int rc;
 	for (int i = 0;; i++) {
+		ep_lock();
 		rc = shmring_producer_open(R, &p);
+		ep_unlock();
 		if (rc != -EBUSY || i > 5000)
 			break;
 		sleep_ns(1000000); /* the dead one's lock is being dropped */
@@ -333,6 +361,15 @@ static int producer_run(void)
 	resolve_takeover(info.tail, &seq, &pos);
 	uint64_t rs = round_seed ^ mix(inc * 7919u + (uint64_t)getpid()), stall = 0;
 	while (!stopping()) {
+		if (cfg.threads && LD(H->prod_restart)) {
+			/* Thread mode's producer "kill": a clean close and a
+			 * new producer (nothing is pending here). */
+			ST(H->prod_restart, 0);
+			ep_lock();
+			shmring_producer_close(p);
+			ep_unlock();
+			return 2;
+		}
 		unsigned n = (rnd(&rs) & 3) ? 1 : 1 + (unsigned)(rnd(&rs) % 8);
 		unsigned k = 0;
 		uint64_t end = pos;
@@ -392,7 +429,9 @@ static int producer_run(void)
 		violation(-1, inc, seq, "final tail %" PRIu64 " != expected %" PRIu64, info.tail,
 			  pos);
 	STR(H->producer_done, 1);
+	ep_lock();
 	shmring_producer_close(p);
+	ep_unlock();
 	return 0;
 }
 
@@ -578,8 +617,10 @@ static int consumer_open(struct cstate *s)
 	int rc;
 	s->c0 = LD(H->comm_seq);
 	for (int i = 0;; i++) {
+		ep_lock();
 		rc = s->kind ? shmring_group_open(R, s->kind == 1 ? "g1" : "g2", 0, &s->c)
 			     : shmring_consumer_open(R, 0, &s->c);
+		ep_unlock();
 		if (rc != -EUSERS && rc != -EAGAIN)
 			break;
 		if (i > 2000)
@@ -737,7 +778,9 @@ static int consumer_run(int idx)
 				  "received nothing, though messages from %" PRIu64
 				  " were sent after it attached", s->p1);
 	}
+	ep_lock();
 	shmring_consumer_close(s->c);
+	ep_unlock();
 	if (ret == 0)
 		ST(s->st->done, 1);
 	free(s->buf), free(s->scratch), free(s);
@@ -773,7 +816,8 @@ static int consumer_entry(int idx)
 static void *producer_thread(void *a)
 {
 	(void)a;
-	producer_run();
+	while (producer_run() == 2)
+		;
 	return NULL;
 }
 
@@ -1001,6 +1045,11 @@ static int run_round(int policy, uint64_t capacity, double seconds, uint64_t see
 				stops++;
 			}
 			next_stop = t + rnd(&rs) % 300000000u;
+		}
+		if ((cfg.chaos & CH_PKILL) && t >= next_pkill && cfg.threads) {
+			ST(H->prod_restart, 1);
+			pkills++;
+			next_pkill = t + 200000000u + rnd(&rs) % 2000000000u;
 		}
 		if ((cfg.chaos & CH_PKILL) && t >= next_pkill && prod_up && !cfg.threads) {
 			kill(prod_pid, SIGKILL);
@@ -1290,6 +1339,7 @@ int main(int argc, char **argv)
 	if (!have_seed)
 		cfg.seed = mix(now_ns() ^ (uint64_t)getpid() << 32) % 1000000000000ull;
 	cfg.tty = isatty(2);
+	open_unlocked = (e = getenv("STRESS_OPEN_UNLOCKED")) && *e == '1';
 	install_handlers();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
