@@ -17,7 +17,7 @@ while [ "$i" -le "$count" ]; do
 	else
 		echo FAILED
 		grep -E 'VIOLATION|FAILED|ERROR|rerun' "$log" | head -40
-		echo "stress-loop: run $i failed; full log above is in $log.kept"
+		echo "stress-loop: run $i failed; full log in $log.kept"
 		cp "$log" "$log.kept"
 		echo "rerun: STRESS_SEED=$seed STRESS_SECONDS=$secs $bin $*"
 		exit 1

@@ -88,12 +88,14 @@ struct viol {
 	int who;            /* consumer index, -1 producer, -2 supervisor */
 	unsigned inc;
 	uint64_t seq;
+	double t;           /* seconds since the round began */
 	char what[112];
 };
 
 struct harness {
 	/* producer bookkeeping: committed <= tail_seq <= pend_seq always */
 	au64 comm_seq, comm_pos, pend_seq, pend_pos;
+	uint64_t t0;        /* when the round began (monotonic ns) */
 	au32 pend_valid;
 	au32 stop;          /* 1: producer finish; consumers drain */
 	au32 producer_done; /* producer committed its last and closed */
@@ -209,6 +211,7 @@ static void violation(int who, unsigned inc, uint64_t seq, const char *fmt, ...)
 	v->who = who;
 	v->inc = inc;
 	v->seq = seq;
+	v->t = (double)(now_ns() - H->t0) / 1e9;
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(v->what, sizeof(v->what), fmt, ap);
@@ -954,6 +957,7 @@ static int run_round(int policy, uint64_t capacity, double seconds, uint64_t see
 	round_policy = policy;
 	round_seed = seed;
 	H = map_shared(sizeof(*H));
+	H->t0 = now_ns();
 	ngroups = 0;
 	if (policy == SHMRING_POLICY_BLOCK)
 		ngroups = cfg.consumers >= 6 ? 2 : cfg.consumers >= 3 ? 1 : 0;
@@ -1257,7 +1261,8 @@ static int run_round(int policy, uint64_t capacity, double seconds, uint64_t see
 			snprintf(who, sizeof(who), "producer (#%u)", v->inc);
 		else
 			snprintf(who, sizeof(who), "checker");
-		printf("  VIOLATION %s at seq %" PRIu64 ": %s\n", who, v->seq, v->what);
+		printf("  VIOLATION %s at seq %" PRIu64 " (%.2f s into the round): %s\n", who,
+		       v->seq, v->t, v->what);
 	}
 	if (nv > MAX_VIOL)
 		printf("  ... and %u more violations\n", nv - MAX_VIOL);

@@ -38,3 +38,12 @@ stress-loop: $(STRESS_BIN)
 
 model:
 	$(Q)model/run-model.sh
+
+# make test runs a short stress after the suite (6 s, all chaos on).
+.PHONY: stress-smoke
+EXTRA_TESTS += stress-smoke
+stress-smoke: $(STRESS_BIN)
+	$(call msg,STRESS,smoke-6s)
+	$(Q)$(STRESS_ENV) STRESS_SECONDS=6 $(STRESS_BIN) $(STRESS_MODE) > $(BUILD)/stress/smoke.log 2>&1 || \
+		{ cat $(BUILD)/stress/smoke.log; exit 1; }
+	$(Q)tail -1 $(BUILD)/stress/smoke.log
