@@ -47,3 +47,13 @@ stress-smoke: $(STRESS_BIN)
 	$(Q)$(STRESS_ENV) STRESS_SECONDS=6 $(STRESS_BIN) $(STRESS_MODE) > $(BUILD)/stress/smoke.log 2>&1 || \
 		{ cat $(BUILD)/stress/smoke.log; exit 1; }
 	$(Q)tail -1 $(BUILD)/stress/smoke.log
+
+# Reproducer of the endpoint-count race (see tests/stress/repro-endpoint-race.c):
+# make stress-repro  (exit 1 while the library has the race)
+.PHONY: stress-repro
+stress-repro: $(BUILD)/stress/repro-endpoint-race
+	$(Q)$(STRESS_ENV) $(BUILD)/stress/repro-endpoint-race
+$(BUILD)/stress/repro-endpoint-race: tests/stress/repro-endpoint-race.c include/shmring.h $(STATIC)
+	$(call msg,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(STATIC) -lpthread $(LDSAN)
