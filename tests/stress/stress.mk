@@ -48,12 +48,14 @@ stress-smoke: $(STRESS_BIN)
 		{ cat $(BUILD)/stress/smoke.log; exit 1; }
 	$(Q)tail -1 $(BUILD)/stress/smoke.log
 
-# Reproducer of the endpoint-count race (see tests/stress/repro-endpoint-race.c):
-# make stress-repro  (exit 1 while the library has the race)
+# Reproducers of library bugs found here (exit 1 while the bug is there):
+#   repro-endpoint-race.c, repro-overwrite-takeover.c
+# make stress-repro
 .PHONY: stress-repro
-stress-repro: $(BUILD)/stress/repro-endpoint-race
-	$(Q)$(STRESS_ENV) $(BUILD)/stress/repro-endpoint-race
-$(BUILD)/stress/repro-endpoint-race: tests/stress/repro-endpoint-race.c include/shmring.h $(STATIC)
+STRESS_REPROS := $(BUILD)/stress/repro-endpoint-race $(BUILD)/stress/repro-overwrite-takeover
+stress-repro: $(STRESS_REPROS)
+	$(Q)rc=0; for p in $(STRESS_REPROS); do echo "== $$p"; $(STRESS_ENV) $$p || rc=1; done; exit $$rc
+$(BUILD)/stress/repro-%: tests/stress/repro-%.c include/shmring.h $(STATIC)
 	$(call msg,CC,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(STATIC) -lpthread $(LDSAN)
