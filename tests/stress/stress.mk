@@ -17,7 +17,8 @@ STRESS_LOOP_SECONDS ?= 6
 STRESS_ARGS ?=
 STRESS_MODE := $(if $(filter tsan,$(SAN)),--threads,)
 # Thread mode under TSan: keep the whole report, fail on any.
-STRESS_ENV := $(if $(filter tsan,$(SAN)),TSAN_OPTIONS="halt_on_error=1 exitcode=66 $(TSAN_OPTIONS)",) \
+# tsan.supp has one entry, explained there.
+STRESS_ENV := $(if $(filter tsan,$(SAN)),TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/stress/tsan.supp $(TSAN_OPTIONS)",) \
 	$(if $(filter asan,$(SAN)),ASAN_OPTIONS="abort_on_error=0 $(ASAN_OPTIONS)",)
 
 .PHONY: stress stress-build stress-loop model
