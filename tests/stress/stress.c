@@ -604,9 +604,9 @@ static void on_member(struct cstate *s, const uint8_t *p, size_t len)
  * The library caps every sleep (it looks at the producer's liveness every
  * 50 ms), so a lost wake-up shows up as lateness, not as a hang.  A wait
  * episode spans receives that timed out. */
-static void check_late(struct cstate *s, uint64_t ep_start, uint32_t pg0, uint64_t seq)
+static void check_late(struct cstate *s, uint64_t ep_start, uint32_t pg0, uint64_t seq,
+		       uint64_t t1)
 {
-	uint64_t t1 = now_ns();
 	if (t1 - ep_start < 1000000)
 		return;
 	ADD(s->st->sleeps, 1);
@@ -739,6 +739,10 @@ static int consumer_run(int idx)
 			continue;
 		}
 		if (n > 0) {
+			/* when the data came, before the time spent checking it */
+			uint64_t t_ret = now_ns(), first_seq = 0;
+			if (s->kind && m[0].len >= 8)
+				memcpy(&first_seq, m[0].data, 8);
 			for (int i = 0; i < n; i++) {
 				if (s->kind)
 					on_member(s, m[i].data, m[i].len);
@@ -746,9 +750,9 @@ static int consumer_run(int idx)
 					on_broadcast(s, m[i].data, m[i].len);
 			}
 			if (s->kind == 0 && s->anchored)
-				check_late(s, ep_start, ep_pg, s->expect - (uint64_t)n);
+				check_late(s, ep_start, ep_pg, s->expect - (uint64_t)n, t_ret);
 			else if (s->kind && m[0].len >= 8)
-				check_late(s, ep_start, ep_pg, s->last - 1);
+				check_late(s, ep_start, ep_pg, first_seq, t_ret);
 			ep_start = 0;
 			if (s->api == API_PEEK && round_policy == SHMRING_POLICY_BLOCK) {
 				int r = shmring_release(s->c);
