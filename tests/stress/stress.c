@@ -663,8 +663,13 @@ static int consumer_run(int idx)
 		abort();
 	ST(s->st->final_attach, 0);
 	if (consumer_open(s)) {
+		/* reported; process mode: exit 3 and be restarted */
 		free(s->buf), free(s->scratch), free(s);
-		return 0;
+		if (cfg.threads) {
+			sleep_ns(10000000);
+			return stopping() ? 0 : 1;
+		}
+		return 3;
 	}
 	uint64_t rs = mix(round_seed ^ (uint64_t)idx << 20 ^ s->inc);
 	uint64_t ep_start = 0;   /* start of the current wait episode, 0: none */
