@@ -49,7 +49,8 @@ stress-smoke: $(STRESS_BIN)
 		{ cat $(BUILD)/stress/smoke.log; exit 1; }
 	$(Q)tail -1 $(BUILD)/stress/smoke.log
 
-# Reproducers of library bugs found here (exit 1 while the bug is there):
+# Reproducers of library bugs found here, now fixed (each exits 1 if its bug
+# is back):
 #   repro-endpoint-race.c, repro-overwrite-takeover.c
 # make stress-repro
 .PHONY: stress-repro
