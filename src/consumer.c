@@ -147,6 +147,7 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 	c->mask = r->g.capacity - 1;
 	c->max_message = r->g.max_message;
 	c->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
+	c->light = asym_register();
 	c->lockfd = live_open(r);
 	return c;
 }
@@ -241,7 +242,7 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *c)
 		/* Pairs with load_acquire(state) in scan_min(): our reads are
 		 * done. */
 		store_release(&c->slot->state, SLOT_FREE);
-		wake_producer(c->cs);
+		wake_producer(c->cs, 0);
 	}
 	endpoint_del(c->r, c->opener);
 	consumer_free(c); /* drops the slot's lock, after the slot is FREE */
@@ -374,7 +375,7 @@ static inline int release(struct shmring_consumer *c)
 	 * of the released records happen before it reuses their room. */
 	store_release(&c->slot->pos, c->rpos);
 	if (!c->overwrite)
-		wake_producer(c->cs);
+		wake_producer(c->cs, c->light);
 	return n;
 }
 

@@ -239,7 +239,7 @@ void group_leave(struct shmring_consumer *c)
 		atomic_fetch_add_explicit(&g->futex, 1, memory_order_release);
 		futex_wake(&g->futex, 1);
 	}
-	wake_producer(c->cs);
+	wake_producer(c->cs, 0);
 }
 
 int group_has_data(const struct shmring_consumer *c)
@@ -335,7 +335,7 @@ int group_release(struct shmring_consumer *c)
 		c->holding = 0;
 		/* Pairs with load_acquire(pos) in scan_min(). */
 		store_release(&c->slot->pos, HOLD_NONE);
-		wake_producer(c->cs);
+		wake_producer(c->cs, c->light);
 	}
 	return n;
 }
@@ -383,7 +383,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 		/* The claim: succeeds only if no other member moved the
 		 * cursor, so the copies are of intact records. */
 		if (cas64(&c->grp->pos, &p, end)) {
-			wake_producer(c->cs);
+			wake_producer(c->cs, c->light);
 			return (int)k;
 		}
 	}

@@ -169,6 +169,10 @@ SHMRING_API int shmring_notify(struct shmring_consumer *c, int signo, void *valu
 	if (!old)
 		atomic_fetch_add_explicit(&c->cs->notifiers, 1, memory_order_relaxed);
 	fence_full(); /* pairs with the fence in wake_consumers() */
+	/* A producer that skips that fence relies on this one (wait.c).  If
+	 * it fails, a commit racing with this arming may not signal; the
+	 * next one does. */
+	asym_fence();
 	/* Something to read already, or a producer that will never send? */
 	if (!consumer_ready(c) && !(c->prod_gone = producer_gone(c)))
 		goto out;

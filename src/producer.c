@@ -189,6 +189,7 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->nslots = r->g.nslots;
 	p->max_message = r->g.max_message;
 	p->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
+	p->light = asym_register();
 	/* Continue where the previous producer stopped. */
 	p->tail = p->rtail = load_acquire(&r->prod->tail);
 	p->seq = p->tail_seq = load_relaxed(&r->prod->tail_seq);
@@ -235,7 +236,7 @@ static void do_shutdown(struct shmring_producer *p)
 	/* Pairs with the consumers' load_acquire(closed) in shmring_peek(). */
 	store_release(&p->prod->closed, 1);
 	store_release(&p->prod->owner, 0);
-	wake_consumers(p->r, INT_MAX);
+	wake_consumers(p->r, INT_MAX, 0);
 	/* The role goes with the lock; close() is async-signal-safe. */
 	int fd = p->lockfd;
 	p->lockfd = -1;
@@ -438,7 +439,7 @@ static inline int commit(struct shmring_producer *p)
 		p->ver += 4;
 		store_release(&p->prod->ver, p->ver);
 	}
-	wake_consumers(p->r, (int)n);
+	wake_consumers(p->r, (int)n, p->light);
 	return (int)n;
 }
 

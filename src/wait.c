@@ -11,11 +11,25 @@
  * new state.  Reading v before announcing means a bump made by a waker that
  * saw the announcement always makes FUTEX_WAIT return at once.
  * The futex words are shared between processes: never FUTEX_PRIVATE_FLAG.
+ *
+ * The waker's full fence sits on the hot path (every commit, every release)
+ * and costs a drain of the store buffer each time.  Where the kernel has
+ * membarrier(2) MEMBARRIER_CMD_GLOBAL_EXPEDITED, the waker's process
+ * registers once and replaces its fence by a compiler barrier; the sleeper,
+ * which is about to make a system call anyway, adds membarrier() after its
+ * own fence.  That makes every CPU running a registered process execute a
+ * full barrier before it returns: either the waker's load of the
+ * announcement comes after that barrier and sees it, or its store of the new
+ * state came before it and is visible to the sleeper's re-check.  A sleeper
+ * whose membarrier() fails (a seccomp filter, say) cannot rely on that and
+ * caps its sleep at ASYM_FALLBACK_NS instead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -82,6 +96,58 @@ void futex_wake(a32 *word, int n)
 	errno = saved;
 }
 
+#define ASYM_FALLBACK_NS 1000000u
+
+/* 1 while this process is registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+ * which fork() does not pass on: the pid says which process registered. */
+static _Atomic int64_t asym_pid = -1;
+
+static long membarrier(int cmd)
+{
+	return syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+/* Registers this process (once) so that it may skip the waker's fence.
+ * Returns 1 if registered, 0 if the kernel cannot (then fence).  Not
+ * AS-safe: called when an endpoint opens. */
+int asym_register(void)
+{
+	int64_t me = getpid();
+	int64_t st = atomic_load_explicit(&asym_pid, memory_order_acquire);
+	if (st == me)
+		return 1;
+	if (st == -me)
+		return 0;
+	int saved = errno;
+	long q = membarrier(MEMBARRIER_CMD_QUERY);
+	int ok = q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+		 (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) &&
+		 membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+	errno = saved;
+	atomic_store_explicit(&asym_pid, ok ? me : -me, memory_order_release);
+	return ok;
+}
+
+/* The sleeper's side: after its own full fence.  0, or -1 if the barrier
+ * could not be made (then a registered waker may miss us: sleep briefly). */
+int asym_fence(void)
+{
+	int saved = errno;
+	long rc = membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+	errno = saved;
+	return rc == 0 ? 0 : -1;
+}
+
+/* The waker's side, between storing the new state and loading the
+ * announcement. */
+static inline void waker_fence(int light)
+{
+	if (light)
+		signal_fence();
+	else
+		fence_full();
+}
+
 /* Changes the word and wakes everybody sleeping on it: a sleeper that read
  * the word before the change does not go to sleep, one already asleep
  * wakes and re-checks.  [AS-safe] */
@@ -140,12 +206,12 @@ static void wake_groups(struct shmring *r, int n)
  * Broadcast sleepers all wake; each group wakes at most n members, one per
  * record, since each record goes to one member.
  */
-void wake_consumers(struct shmring *r, int n)
+void wake_consumers(struct shmring *r, int n, int light)
 {
 	/* The caller stored tail or closed before this fence; pairs with the
-	 * fence in wait_for_data() after a sleeper
-	 * announces itself. */
-	fence_full();
+	 * fence and asym_fence() in wait_for_data() after a sleeper announces
+	 * itself. */
+	waker_fence(light);
 	if (load_relaxed(&r->cs->sleepers)) {
 		atomic_fetch_add_explicit(&r->cs->wake_seq, 1, memory_order_release);
 		futex_wake(&r->cs->wake_seq, INT_MAX);
@@ -159,11 +225,12 @@ void wake_consumers(struct shmring *r, int n)
 }
 
 /* Consumer side, after releasing room or detaching. */
-void wake_producer(struct shm_cshared *cs)
+void wake_producer(struct shm_cshared *cs, int light)
 {
 	/* The caller stored its cursor before this fence; pairs with the fence
-	 * in wait_for_room() after the producer announces itself. */
-	fence_full();
+	 * and asym_fence() in wait_for_room() after the producer announces
+	 * itself. */
+	waker_fence(light);
 	if (load_relaxed(&cs->prod_waiting) == 0)
 		return;
 	/* One waker per sleep: the producer re-announces before sleeping again. */
@@ -236,10 +303,13 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 			atomic_fetch_add_explicit(gcount, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
 		fence_full(); /* pairs with the fence in wake_consumers() */
+		int alone = asym_fence();
 		int now = consumer_ready(c), capped = 0;
 		struct timespec cap;
-		const struct timespec *dl = c->r->live ?
-			cap_deadline(deadline, LIVE_CHECK_NS, &cap, &capped) : deadline;
+		const struct timespec *dl =
+			alone ? cap_deadline(deadline, ASYM_FALLBACK_NS, &cap, &capped) :
+			c->r->live ? cap_deadline(deadline, LIVE_CHECK_NS, &cap, &capped) :
+				     deadline;
 		/* An interrupt after this check bumps the word, which we read
 		 * before: then the wait returns at once. */
 		int rc = now || load_relaxed(&c->intr) ? 0 : futex_wait_until(word, v, dl);
@@ -292,11 +362,13 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 		uint32_t v = load_acquire(&p->cs->prod_wake_seq);
 		store_relaxed(&p->cs->prod_waiting, 1);
 		fence_full(); /* pairs with the fence in wake_producer() */
+		int alone = asym_fence();
 		refresh_limit(p);
 		int capped = 0;
 		struct timespec cap;
-		const struct timespec *dl = p->r->live ?
-			cap_deadline(deadline, REAP_NS, &cap, &capped) : deadline;
+		const struct timespec *dl =
+			alone ? cap_deadline(deadline, ASYM_FALLBACK_NS, &cap, &capped) :
+			p->r->live ? cap_deadline(deadline, REAP_NS, &cap, &capped) : deadline;
 		/* An interrupt or shutdown after this check bumps the word. */
 		int rc = has_room(p, end) || load_relaxed(&p->intr) || load_relaxed(&p->shut_req) ?
 			0 : futex_wait_until(&p->cs->prod_wake_seq, v, dl);
