@@ -240,9 +240,16 @@ static double floor_now(void)
 	return v;
 }
 
+/* The ring of a throughput case: room for the peers' pool depth (4096
+ * messages, see m_slots.c) where that is at most 1 MiB, else 1 MiB, and
+ * always at least 4 batches of 32. */
 static uint64_t ring_bytes_for(size_t size)
 {
-	uint64_t need = 4 * 32 * SHMRING_RECORD_SIZE(size), cap = 1u << 20;
+	uint64_t rec = SHMRING_RECORD_SIZE(size), need = 4096 * rec, cap = 4096;
+	if (need > (1u << 20))
+		need = 1u << 20;
+	if (need < 4 * 32 * rec)
+		need = 4 * 32 * rec;
 	while (cap < need)
 		cap <<= 1;
 	return cap;

@@ -121,7 +121,10 @@ static inline void leave_consumer(struct shmring_consumer *c)
 /* wait.c */
 uint64_t now_ns(void);
 int deadline_passed(const struct timespec *deadline);
-int valid_deadline(const struct timespec *deadline);
+static inline int valid_deadline(const struct timespec *d)
+{
+	return !d || (d->tv_nsec >= 0 && d->tv_nsec < 1000000000L);
+}
 int futex_wait_until(a32 *word, uint32_t val, const struct timespec *deadline);
 void futex_wake(a32 *word, int n);
 void futex_bump_wake(a32 *word);
@@ -150,7 +153,20 @@ int prod_snapshot(const struct shm_prod *prod, uint64_t *head, uint64_t *head_se
 
 /* producer.c */
 int refresh_limit(struct shmring_producer *p);
-void leave_producer(struct shmring_producer *p);
+void leave_producer_slow(struct shmring_producer *p);
+/* The end of a producer call: clears busy, then runs a shutdown that a
+ * signal handler asked for meanwhile (the slow path, out of line). */
+static inline void leave_producer(struct shmring_producer *p)
+{
+	signal_fence();
+	p->busy = 0;
+	signal_fence();
+	if (__builtin_expect(load_relaxed(&p->shut_req) && !p->shut, 0)) {
+		p->busy = 1;
+		signal_fence();
+		leave_producer_slow(p);
+	}
+}
 
 /* notify.c */
 uint64_t notify_byte(const struct shmring *r, uint32_t i);

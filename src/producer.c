@@ -250,7 +250,7 @@ static void do_shutdown(struct shmring_producer *p)
  * found us busy) is done now; one asked between our last look and clearing
  * busy is seen by the look after.
  */
-void leave_producer(struct shmring_producer *p)
+void leave_producer_slow(struct shmring_producer *p)
 {
 	for (;;) {
 		if (load_relaxed(&p->shut_req) && !p->shut)

@@ -51,11 +51,6 @@ static uint64_t ts_ns(const struct timespec *ts)
 	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
 }
 
-int valid_deadline(const struct timespec *d)
-{
-	return !d || (d->tv_nsec >= 0 && d->tv_nsec < 1000000000L);
-}
-
 int deadline_passed(const struct timespec *deadline)
 {
 	return deadline && now_ns() >= ts_ns(deadline);
