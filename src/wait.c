@@ -29,6 +29,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -93,9 +94,17 @@ void futex_wake(a32 *word, int n)
 
 #define ASYM_FALLBACK_NS 1000000u
 
-/* 1 while this process is registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED,
- * which fork() does not pass on: the pid says which process registered. */
-static _Atomic int64_t asym_pid = -1;
+/* The process that registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED (or,
+ * negated, found that it cannot), and whether this process is it: a child
+ * of fork() clears asym_here (whatever the kernel passed on) and fences
+ * until it opens an endpoint, which registers it. */
+static _Atomic int64_t asym_pid;
+static _Atomic int asym_here;
+
+static void asym_child(void)
+{
+	atomic_store_explicit(&asym_here, 0, memory_order_relaxed);
+}
 
 static long membarrier(int cmd)
 {
@@ -118,8 +127,12 @@ int asym_register(void)
 	int ok = q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
 		 (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) &&
 		 membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+	static _Atomic int atfork;
+	if (ok && !atomic_exchange(&atfork, 1) && pthread_atfork(NULL, NULL, asym_child))
+		ok = 0, atomic_store(&atfork, 0); /* cannot follow forks: fence */
 	errno = saved;
 	atomic_store_explicit(&asym_pid, ok ? me : -me, memory_order_release);
+	atomic_store_explicit(&asym_here, ok, memory_order_release);
 	return ok;
 }
 
@@ -137,7 +150,7 @@ int asym_fence(void)
  * announcement. */
 static inline void waker_fence(int light)
 {
-	if (light)
+	if (light && atomic_load_explicit(&asym_here, memory_order_relaxed))
 		signal_fence();
 	else
 		fence_full();
