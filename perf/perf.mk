@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # make perf: the performance harness (perf/).  Included by the top Makefile.
-#   make perf                      everything, 5-7 minutes on 2 busy vCPUs
+#   make perf                      everything, 6-9 minutes on 2 vCPUs
 #   make perf PERF_ARGS='--rtt --cpus 2,3'   flags of build/perf/shmring-perf
 #   make perf-quick                smoke run, ~10-20 s
 #   make perf-micro                Google Benchmark micro-benchmarks
