@@ -87,11 +87,13 @@ inline futex_wake(a)
 	}
 }
 
+/* a and v are reset once used: they are dead, and stale values would split
+ * states for nothing. */
 proctype flusher(byte me)
 {
 	byte a, v;
 end:	do
-	:: atomic { sb[me]?a,v -> mem[a] = v }
+	:: atomic { sb[me]?a,v -> mem[a] = v; a = 0; v = 0 }
 	od
 }
 
