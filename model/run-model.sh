@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: MIT
 # make model: checks model/shmring.pml with spin, then two copies with a
 # seeded bug each, which spin must catch (else this fails):
-#   bug-fence    the producer's full fence before it looks for sleepers
-#                (wait.c:124) is dropped
-#   bug-recheck  a consumer does not re-check for data after announcing
-#                itself as a sleeper (wait.c:193)
+#   bug-membarrier  a consumer about to sleep does not call asym_fence()
+#                   (membarrier, wait.c:301) while the producer waking it is
+#                   light (no fence after storing tail, wait.c:209)
+#   bug-recheck     a consumer does not re-check for data after announcing
+#                   itself as a sleeper (wait.c:302)
+# (line numbers: src/ at commit a144a4e).
 # Runs: safety (assertions + invalid end states), then the LTL property
 # "done" (everybody finishes).  MODEL_FAIR=1 adds the LTL run under weak
 # fairness (minutes, a few GB).  Needs spin (installed with apt-get when
@@ -28,10 +30,10 @@ command -v "$CC" >/dev/null 2>&1 || { echo "error: make model needs a C compiler
 work=$(mktemp -d /tmp/shmring-model.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp "$here/shmring.pml" "$work/ok.pml"
-sed '/@BUG-FENCE@/d' "$here/shmring.pml" > "$work/bug-fence.pml"
+sed '/@BUG-MEMBARRIER@/d' "$here/shmring.pml" > "$work/bug-membarrier.pml"
 sed 's|^\(\t*\)now = .*@BUG-RECHECK@.*|\1now = 0;   /* seeded bug: no re-check */|' \
 	"$here/shmring.pml" > "$work/bug-recheck.pml"
-for b in fence recheck; do
+for b in membarrier recheck; do
 	if cmp -s "$work/ok.pml" "$work/bug-$b.pml"; then
 		echo "error: could not seed bug-$b (marker not found in shmring.pml)" >&2
 		exit 1
@@ -56,9 +58,10 @@ run() {
 	errs=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$d/out")
 	states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$d/out")
 	secs=$(sed -n 's/^pan: elapsed time \([0-9.e+]*\) seconds/\1/p' "$d/out")
+	depth=$(sed -n 's/.*depth reached \([0-9]*\),.*/\1/p' "$d/out")
 	what=$(grep -E '^pan:[0-9]+:|acceptance cycle|assertion violated' "$d/out" | head -1 || true)
-	printf '  %-12s %-7s errors %s, %s states, %s s  %s\n' "$name" "$mode" \
-		"${errs:-?}" "${states:-?}" "${secs:-?}" "$what"
+	printf '  %-15s %-7s errors %s, %s states, depth %s, %s s  %s\n' "$name" "$mode" \
+		"${errs:-?}" "${states:-?}" "${depth:-?}" "${secs:-?}" "$what"
 	if [ -z "$errs" ]; then
 		echo "error: spin did not finish for $name $mode:" >&2
 		tail -20 "$d/out" >&2
@@ -75,14 +78,14 @@ run() {
 	[ "$errs" = 0 ]
 }
 
-echo "model: one producer, two consumers, a ring of 2 records, 3 messages, x86-TSO store buffers"
+echo "model: one producer, two consumers, a ring of 2 records, 3 messages, x86-TSO store buffers, light wakers, membarrier in the sleepers"
 status=0
 run ok safety || { echo "FAIL: the correct model has an error" >&2; status=1; }
 run ok ltl || { echo "FAIL: the correct model violates ltl done" >&2; status=1; }
 if [ "${MODEL_FAIR:-0}" = 1 ]; then
 	run ok fair || { echo "FAIL: the correct model violates ltl done (fair)" >&2; status=1; }
 fi
-for b in fence recheck; do
+for b in membarrier recheck; do
 	if run "bug-$b" safety; then
 		echo "FAIL: spin did not find the seeded bug bug-$b" >&2
 		status=1

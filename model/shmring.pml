@@ -12,23 +12,53 @@
  * through the buffer.  Without the buffers the model would be sequentially
  * consistent, and a missing fence could not be seen.
  *
+ * Asymmetric fences (wait.c:15-25).  Every process here registered for
+ * MEMBARRIER_CMD_GLOBAL_EXPEDITED (asym_register(), wait.c:108-124: p->light,
+ * c->light), so the wakers are light: after storing tail (commit()) or a
+ * cursor (release()) they only have waker_fence(1), a compiler barrier, and
+ * the model has no step for it.  The sleeper, after announcing itself and its
+ * own full fence, calls asym_fence(), membarrier(GLOBAL_EXPEDITED): before it
+ * returns, every CPU running a registered process executes a full barrier.
+ * In the model that is one atomic step of the sleeper that drains its
+ * wakers' store buffers into memory (a remote fence).  The wakers are not
+ * stopped or synchronised with: the step may fall anywhere in their code,
+ * between their store and their load of the announcement included.  After
+ * it, whatever a waker stored before is in memory for the sleeper's
+ * re-check, and every load the waker makes sees the announcement (in memory
+ * since the sleeper's own fence).  The kernel also fences the other
+ * registered processes; the model drains only the wakers' buffers, which is
+ * weaker.  Not modelled: a failing membarrier() (asym_fence() returns -1,
+ * wait.c:128-134), after which the sleeper caps its sleep at
+ * ASYM_FALLBACK_NS, 1 ms (wait.c:94, 305, 365): a light waker may then
+ * miss it, and it wakes up to 1 ms late, by design.  An unregistered waker
+ * (waker_fence(0), a full fence) only has fewer executions than a light one;
+ * the shutdown's wake_consumers(..., 0) is one, and the model fences there.
+ *
  * A futex is modelled as the kernel does it: FUTEX_WAIT compares the word
  * and blocks in one atomic step; FUTEX_WAKE unblocks the waiters.  The
- * library also caps every sleep (50 ms consumers, 20 ms producer: liveness
- * checks); the model has no timeouts, because the protocol must not need
- * them: a lost wake-up here is a process blocked for ever.
+ * library also caps sleeps (with liveness, 50 ms consumers, 20 ms producer;
+ * 1 ms after a failed membarrier); the model has no timeouts, because the
+ * protocol must not need them: a lost wake-up here is a process blocked for
+ * ever.
+ *
+ * After its last message the producer either shuts down at once, or first
+ * goes quiet until both consumers have read everything (an application that
+ * publishes, then idles).  Without the quiet branch, a wake-up lost on a
+ * commit would be hidden by a later wake (the next commit's, or the
+ * shutdown's, which fences): the consumer would still finish.
  *
  * Checked (see run-model.sh):
  *   - assertions: a consumer never reads a record that is not published, or
  *     that the producer already reused (data[] holds the seq it expects);
- *   - no invalid end state: nobody is left blocked in a futex wait at the end
- *     (that is a lost wake-up, or a deadlock);
+ *   - no invalid end state: nobody is left blocked in a futex wait (or the
+ *     quiet producer waiting for a consumer asleep) at the end: that is a
+ *     lost wake-up, or a deadlock;
  *   - LTL "eventually everybody finished" (ltl done), under weak fairness:
  *     no lost wake-up and no livelock.
  *
- * Each step names the line of C it stands for (src/ at commit 8c6aa2c).
- * The two lines tagged with a seeded-bug marker are what run-model.sh
- * removes or changes in its seeded-bug copies.
+ * Each step names the line of C it stands for (src/ at commit a144a4e).
+ * The lines tagged with a seeded-bug marker are what run-model.sh removes
+ * or changes in its seeded-bug copies.
  */
 
 #ifndef N
@@ -41,9 +71,9 @@
 #define SBSZ 2         /* store buffer entries */
 
 /* Memory addresses. */
-#define A_TAIL     0   /* prod->tail                       layout.h shm_prod */
+#define A_TAIL     0   /* prod->tail                      layout.h shm_prod */
 #define A_CLOSED   1   /* prod->closed */
-#define A_WS       2   /* prod->wake_seq: consumers' futex */
+#define A_WS       2   /* cs->wake_seq: consumers' futex  layout.h shm_cshared */
 #define A_SLEEPERS 3   /* cs->sleepers */
 #define A_PWAIT    4   /* cs->prod_waiting */
 #define A_PWS      5   /* cs->prod_wake_seq: producer's futex */
@@ -61,6 +91,29 @@ chan sb[NCONS + 1] = [SBSZ] of { byte, byte };   /* store buffers; [NCONS] = pro
 #define STORE(me, a, v)  sb[me]!a,v
 #define FENCE(me)        (len(sb[me]) == 0)
 #define RMW_ADD(me, a, d) atomic { len(sb[me]) == 0 -> mem[a] = mem[a] + d }
+
+/* Store buffer q drains into memory (inside an atomic step). */
+inline drain(q)
+{
+	do
+	:: len(sb[q]) > 0 -> sb[q]?ba,bv; mem[ba] = bv
+	:: len(sb[q]) == 0 -> break
+	od
+}
+
+/* asym_fence(), wait.c:128-134, membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+ * by a consumer about to sleep: its waker, the producer, executes a full
+ * barrier wherever it is. */
+inline membarrier_consumer()
+{
+	atomic { drain(PROD); ba = 0; bv = 0 }
+}
+
+/* The same by the producer about to sleep: its wakers are both consumers. */
+inline membarrier_producer()
+{
+	atomic { drain(0); drain(1); ba = 0; bv = 0 }
+}
 
 /* FUTEX_WAIT(word, v): compare and block, one step; then wait to be woken. */
 inline futex_wait(me, a, v)
@@ -87,29 +140,32 @@ inline futex_wake(a)
 	}
 }
 
+/* a and v are reset once used: they are dead, and the sleepers' drains
+ * bypass the flusher, so stale values would split states for nothing. */
 proctype flusher(byte me)
 {
 	byte a, v;
 end:	do
-	:: atomic { sb[me]?a,v -> mem[a] = v }
+	:: atomic { sb[me]?a,v -> mem[a] = v; a = 0; v = 0 }
 	od
 }
 
-/* wake_consumers(), wait.c:119-131; the caller stored tail or closed. */
+/* wake_consumers(), wait.c:204-220, after waker_fence(light), wait.c:209
+ * (waker_fence(), wait.c:138-144): the caller stored tail or closed, and
+ * fenced only if not light. */
 inline wake_consumers()
 {
-	FENCE(PROD);                                   /*@BUG-FENCE@ wait.c:124 fence_full() */
 	if
-	:: mem[A_SLEEPERS] > 0 ->                      /* wait.c:125 load_relaxed(sleepers) */
-		RMW_ADD(PROD, A_WS, 1);                /* wait.c:126 fetch_add(wake_seq) */
-		futex_wake(A_WS)                       /* wait.c:127 futex_wake(INT_MAX) */
+	:: mem[A_SLEEPERS] > 0 ->                      /* wait.c:210 load_relaxed(sleepers) */
+		RMW_ADD(PROD, A_WS, 1);                /* wait.c:211 fetch_add(wake_seq) */
+		futex_wake(A_WS)                       /* wait.c:212 futex_wake(INT_MAX) */
 	:: else -> skip
 	fi
 }
 
 inline cursor_min()
 {
-	/* refresh_limit() -> scan_min(), producer.c:27-53, 61-69:
+	/* refresh_limit() -> scan_min(), producer.c:61-69, 27-53:
 	 * load_acquire(pos) of each cursor, producer.c:45 */
 	c0 = mem[A_CUR0];
 	c1 = mem[A_CUR0 + 1];
@@ -118,102 +174,126 @@ inline cursor_min()
 
 proctype producer()
 {
-	byte seq = 0, c0, c1, lim, v, i;
+	byte seq = 0, c0, c1, lim, v, i, ba, bv, quiet;
+	/* shmring_send_wait() -> send(), producer.c:499-507, 474-487 */
 	do
 	:: seq == NMSG -> break
 	:: seq < NMSG ->
 		v = 0;
-		/* reserve(), producer.c:251-256: room if the record fits above
-		 * the cached minimum; refresh_limit() when it does not. */
+		/* reserve_wait() -> reserve(), producer.c:398-409, 346-386:
+		 * room if the record fits above the cached minimum,
+		 * producer.c:359; refresh_limit() when it does not, 363. */
 		cursor_min();
 		if
 		:: seq - lim >= N ->
-			/* -EAGAIN: shmring_reserve_wait() producer.c:292-299 calls
-			 * wait_for_room(), wait.c:237-262 (after the spin phase,
-			 * which only re-checks room). */
-			v = mem[A_PWS];                /* wait.c:238 load_acquire(prod_wake_seq) */
-			STORE(PROD, A_PWAIT, 1);       /* wait.c:239 store_relaxed(prod_waiting, 1) */
-			FENCE(PROD);                   /* wait.c:240 fence_full() */
-			cursor_min();                  /* wait.c:241 refresh_limit() */
+			/* -EAGAIN (producer.c:375-376): reserve_wait() calls
+			 * wait_for_room(), producer.c:405, wait.c:335-390 (after
+			 * the spin phase, wait.c:339-355, which only re-checks
+			 * room). */
+			v = mem[A_PWS];                /* wait.c:357 load_acquire(prod_wake_seq) */
+			STORE(PROD, A_PWAIT, 1);       /* wait.c:358 store_relaxed(prod_waiting, 1) */
+			FENCE(PROD);                   /* wait.c:359 fence_full() */
+			membarrier_producer();         /* wait.c:360 asym_fence() */
+			cursor_min();                  /* wait.c:361 refresh_limit() */
 			if
 			:: seq - lim >= N ->
-				futex_wait(PROD, A_PWS, v)   /* wait.c:246 futex_wait_until() */
+				futex_wait(PROD, A_PWS, v)   /* wait.c:368-369 futex_wait_until() */
 			:: else -> skip
 			fi;
-			STORE(PROD, A_PWAIT, 0)        /* wait.c:247 store_relaxed(prod_waiting, 0) */
-			/* wait.c:248-250: refresh and return if room, else
+			STORE(PROD, A_PWAIT, 0)        /* wait.c:370 store_relaxed(prod_waiting, 0) */
+			/* wait.c:371-373: refresh and return if room, else
 			 * loop; the reserve at the top of our loop does both. */
 		:: else ->
-			/* reserve() writes the header, producer.c:271-273;
-			 * shmring_send() copies the payload, producer.c:355. */
+			/* reserve() writes the header, producer.c:379-381;
+			 * send() copies the payload, producer.c:484. */
 			STORE(PROD, A_DATA0 + seq % N, seq);
 			seq++;
-			/* commit(), producer.c:314-317: store_release(tail) */
+			/* commit(), producer.c:422-444 (from send(), 485):
+			 * store_release(tail), producer.c:437 */
 			STORE(PROD, A_TAIL, seq);
-			wake_consumers()               /* producer.c:320 */
+			/* wake_consumers(p->r, n, p->light), producer.c:442:
+			 * light, so waker_fence(1) is signal_fence() only */
+			wake_consumers()
 		fi
 	od;
-	/* shmring_producer_shutdown(), producer.c:180-182 */
-	STORE(PROD, A_CLOSED, 1);                      /* producer.c:180 store_release(closed) */
-	wake_consumers();                              /* producer.c:182 */
+	/* Either shut down now, or first idle until both consumers have read
+	 * everything (no C line: time passing with no commit, see the top
+	 * comment).  The choice is made before the wait, which may block. */
+	if
+	:: skip
+	:: quiet = 1
+	fi;
+	(quiet == 0 || (mem[A_CUR0] == NMSG && mem[A_CUR0 + 1] == NMSG));
+	quiet = 0;
+	/* shmring_producer_shutdown() -> do_shutdown(), producer.c:268-284,
+	 * 227-246 */
+	STORE(PROD, A_CLOSED, 1);                      /* producer.c:237 store_release(closed) */
+	/* wake_consumers(p->r, INT_MAX, 0), producer.c:239: not light */
+	FENCE(PROD);                                   /* wait.c:209, 143 waker_fence(0): fence_full() */
+	wake_consumers();
 	finished++
 }
 
 proctype consumer(byte me)
 {
-	byte rpos = 0, t, d, v, now, x, i;
+	byte rpos = 0, t, d, v, now, x, i, ba, bv;
+	/* shmring_recv_wait() -> recv_one() -> read_batch() -> recv_batch(),
+	 * consumer.c:555-561, 488-499, 455-471, 411-451: one message a call */
 	do
 	::	/* dead locals are reset, so that they do not split states */
 		d = 0; v = 0; now = 0; x = 0;
-		/* next_record(), consumer.c:310-323 */
-		t = mem[A_TAIL];                       /* consumer.c:312 load_acquire(tail) */
+		/* next_record(), consumer.c:315-349 (from recv_batch(), 425) */
+		t = mem[A_TAIL];                       /* consumer.c:319 load_acquire(tail) */
 		if
 		:: t != rpos ->
-			/* consumer.c:325-327 read the record at rpos; recv copies
-			 * the payload, consumer.c:433 */
+			/* consumer.c:332-334 read the record at rpos; recv_batch()
+			 * copies the payload, consumer.c:440 */
 			d = mem[A_DATA0 + rpos % N];
 			assert(d == rpos);             /* published, and not yet reused */
-			rpos++;                        /* take(), consumer.c:347 */
-			/* release(), consumer.c:369 store_release(slot->pos) */
+			rpos++;                        /* take(), consumer.c:354 (from 443) */
+			/* release(), consumer.c:359-380 (from recv_batch(), 447):
+			 * store_release(slot->pos), consumer.c:376 */
 			STORE(me, A_CUR0 + me, rpos);
-			/* wake_producer(), wait.c:134-146 (consumer.c:371) */
-			FENCE(me);                     /* wait.c:138 fence_full() */
+			/* wake_producer(c->cs, c->light), consumer.c:378, wait.c:223-236:
+			 * light, so waker_fence(1), wait.c:228, is signal_fence() only */
 			if
-			:: mem[A_PWAIT] != 0 ->        /* wait.c:139 load_relaxed(prod_waiting) */
-				atomic {               /* wait.c:142 exchange(prod_waiting, 0) */
+			:: mem[A_PWAIT] != 0 ->        /* wait.c:229 load_relaxed(prod_waiting) */
+				atomic {               /* wait.c:232 exchange(prod_waiting, 0) */
 					len(sb[me]) == 0 -> x = mem[A_PWAIT]; mem[A_PWAIT] = 0
 				}
 				if
 				:: x != 0 ->
-					RMW_ADD(me, A_PWS, 1);  /* wait.c:144 fetch_add(prod_wake_seq) */
-					futex_wake(A_PWS)       /* wait.c:145 futex_wake(1) */
+					RMW_ADD(me, A_PWS, 1);  /* wait.c:234 fetch_add(prod_wake_seq) */
+					futex_wake(A_PWS)       /* wait.c:235 futex_wake(1) */
 				:: else -> skip
 				fi
 			:: else -> skip
 			fi
 		:: else ->
 			if
-			:: mem[A_CLOSED] != 0 ->       /* consumer.c:317 load_acquire(closed) */
-				t = mem[A_TAIL];       /* consumer.c:319 re-read tail */
+			:: mem[A_CLOSED] != 0 ->       /* consumer.c:324 load_acquire(closed) */
+				t = mem[A_TAIL];       /* consumer.c:326 re-read tail */
 				if
-				:: t == rpos -> break  /* consumer.c:321 -EPIPE: done */
+				:: t == rpos -> break  /* consumer.c:327-328 -EPIPE: done */
 				:: else -> skip
 				fi
 			:: else ->
-				/* -EAGAIN: shmring_recv_batch_wait(), consumer.c:546-557,
-				 * calls wait_for_data(), wait.c:168-212 (after the spin
-				 * phase, which only re-checks ready()). */
-				v = mem[A_WS];         /* wait.c:188 load_acquire(wake_seq) */
-				RMW_ADD(me, A_SLEEPERS, 1);  /* wait.c:191 fetch_add(sleepers) */
-				FENCE(me);             /* wait.c:192 fence_full() */
-				/* wait.c:193 ready() -> has_data(), wait.c:152 */
+				/* -EAGAIN (consumer.c:325): read_batch() calls
+				 * wait_for_data(), consumer.c:467, wait.c:274-327
+				 * (after the spin phase, wait.c:281-294, which only
+				 * re-checks consumer_ready()). */
+				v = mem[A_WS];         /* wait.c:296 load_acquire(wake_seq) */
+				RMW_ADD(me, A_SLEEPERS, 1);  /* wait.c:299 fetch_add(sleepers) */
+				FENCE(me);             /* wait.c:300 fence_full() */
+				membarrier_consumer(); /*@BUG-MEMBARRIER@ wait.c:301 asym_fence() */
+				/* wait.c:302 consumer_ready() -> has_data(), wait.c:246-249, 238-244 */
 				now = (mem[A_TAIL] != rpos || mem[A_CLOSED] != 0);   /*@BUG-RECHECK@*/
 				if
-				:: !now -> futex_wait(me, A_WS, v)   /* wait.c:197 */
+				:: !now -> futex_wait(me, A_WS, v)   /* wait.c:310 futex_wait_until() */
 				:: else -> skip
 				fi;
-				RMW_ADD(me, A_SLEEPERS, 255) /* wait.c:198 fetch_sub(sleepers) */
-				/* wait.c:201-202 return 0 if ready, else loop: our
+				RMW_ADD(me, A_SLEEPERS, 255) /* wait.c:311 fetch_sub(sleepers) */
+				/* wait.c:314-315 return 0 if ready, else loop: our
 				 * loop re-checks at the top, then sleeps again. */
 			fi
 		fi
