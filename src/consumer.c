@@ -220,16 +220,12 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 		uint64_t pos;
 		attach_position(r, s, flags, &pos);
 		c->rpos = c->cpos = c->cached_tail = pos;
-		rc = attach_seq(c, pos);
+		/* Records are 8-aligned: any other position is a corrupt ring. */
+		rc = pos & 7 ? -EPROTO : attach_seq(c, pos);
 		if (rc) {
 			store_release(&s->state, SLOT_FREE);
 			consumer_free(c);
 			return rc;
-		}
-		if (pos & 7) { /* records are 8-aligned: a corrupt ring */
-			store_release(&s->state, SLOT_FREE);
-			consumer_free(c);
-			return -EPROTO;
 		}
 	}
 	endpoint_add(r, &c->opener);
