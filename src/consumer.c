@@ -384,7 +384,12 @@ static inline int next_record(struct shmring_consumer *c, const void **data, siz
 			    load_acquire(&((struct shm_rec *)rec)->seq) != rec_ready(c->seq))
 				return -EPROTO;
 		}
-		return idle_check(c) ? -EPIPE : -EAGAIN;
+		if (!idle_check(c))
+			return -EAGAIN;
+		/* Gone (or closed while we looked): what it published first. */
+		if (load_acquire(&((struct shm_rec *)rec)->seq) == rec_ready(c->seq))
+			return ready_record(c, rec, data, len);
+		return -EPIPE;
 	}
 	if (c->rpos == c->cached_tail) {
 		/* Pairs with store_release(tail) in the producer's commit(). */
@@ -393,8 +398,10 @@ static inline int next_record(struct shmring_consumer *c, const void **data, siz
 			/* Pairs with store_release(closed) in
 			 * shmring_producer_shutdown(); then re-read the tail,
 			 * which was stored before closed. */
-			if (!load_acquire(&c->prod->closed))
-				return idle_check(c) ? -EPIPE : -EAGAIN;
+			if (!load_acquire(&c->prod->closed) && !idle_check(c))
+				return -EAGAIN;
+			/* Closed, or gone (or closed while we looked): what
+			 * it published first. */
 			c->cached_tail = load_acquire(&c->prod->tail);
 			if (c->rpos == c->cached_tail)
 				return -EPIPE;

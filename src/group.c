@@ -257,8 +257,10 @@ static int cursor(struct shmring_consumer *c, uint64_t *pp, uint64_t *avail)
 		if (p == c->cached_tail || c->cached_tail - p > c->cap) {
 			c->cached_tail = load_acquire(&c->prod->tail);
 			if (p == c->cached_tail) {
-				if (!load_acquire(&c->prod->closed))
-					return idle_check(c) ? -EPIPE : -EAGAIN;
+				if (!load_acquire(&c->prod->closed) && !idle_check(c))
+					return -EAGAIN;
+				/* Closed, or gone (or closed while we looked):
+				 * what it published first. */
 				c->cached_tail = load_acquire(&c->prod->tail);
 				if (p == c->cached_tail)
 					return -EPIPE;
