@@ -132,35 +132,6 @@ static int attach_overwrite(struct shmring_consumer *c, struct shm_slot *s, unsi
 	return 0;
 }
 
-/*
- * BLOCK: the sequence number of the record at pos, where a reader that
- * watches records starts (layout.h).  Below the tail it is the published
- * record's own; at the tail it is tail_seq, taken with the tail under ver
- * (in a full ring the header there is the oldest record's, not a marker).
- * A producer that died updating them leaves ver odd: -EAGAIN until one
- * takes over.
- */
-static int attach_seq(struct shmring_consumer *c, uint64_t pos)
-{
-	uint64_t h, hs, t, ts;
-	int rc = prod_snapshot(c->prod, &h, &hs, &t, &ts);
-	if (rc)
-		return rc;
-	if (pos == t) {
-		c->seq = c->cseq = ts;
-		return 0;
-	}
-	if (t - pos > c->cap)
-		return -EPROTO;
-	/* Published: the data at pos is ours to read from now on. */
-	const struct shm_rec *rec = (const struct shm_rec *)(c->data + (pos & c->mask));
-	uint32_t v = load_acquire(&((struct shm_rec *)rec)->seq);
-	if (!(v & REC_READY))
-		return -EPROTO;
-	c->seq = c->cseq = rec_seq_near(v, ts);
-	return 0;
-}
-
 static struct shmring_consumer *consumer_new(struct shmring *r)
 {
 	int saved = errno;
@@ -220,12 +191,10 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 		uint64_t pos;
 		attach_position(r, s, flags, &pos);
 		c->rpos = c->cpos = c->cached_tail = pos;
-		/* Records are 8-aligned: any other position is a corrupt ring. */
-		rc = pos & 7 ? -EPROTO : attach_seq(c, pos);
-		if (rc) {
+		if (pos & 7) { /* records are 8-aligned: a corrupt ring */
 			store_release(&s->state, SLOT_FREE);
 			consumer_free(c);
-			return rc;
+			return -EPROTO;
 		}
 	}
 	endpoint_add(r, &c->opener);
@@ -341,56 +310,10 @@ static int lapped(struct shmring_consumer *c)
 	return -EOVERFLOW;
 }
 
-/* BLOCK: the published record at rpos, checked. */
-static inline int ready_record(struct shmring_consumer *c, const struct shm_rec *rec,
-			       const void **data, size_t *len)
-{
-	/* Read the length once: a corrupt producer could change it. */
-	uint32_t n = *(const volatile uint32_t *)&rec->len;
-	if (n > c->max_message || c->rpos + SHMRING_RECORD_SIZE(n) - c->cpos > c->cap)
-		return -EPROTO;
-	c->misses = 0;
-	*data = rec + 1;
-	*len = n;
-	return 0;
-}
-
 /* The next record, not yet consumed; 0, -EAGAIN, -EPIPE, -EPROTO, or
  * -EOVERFLOW (overwrite: lapped). */
 static inline int next_record(struct shmring_consumer *c, const void **data, size_t *len)
 {
-	if (!c->overwrite) {
-		/* BLOCK: the record says whether it is published (layout.h),
-		 * so a reader keeping up touches only the line it reads.
-		 * Pairs with store_release(first->seq) in commit(). */
-		const struct shm_rec *rec = (const struct shm_rec *)(c->data + (c->rpos & c->mask));
-		if (load_acquire(&((struct shm_rec *)rec)->seq) == rec_ready(c->seq))
-			return ready_record(c, rec, data, len);
-		/* Pairs with store_release(closed) in shmring_producer_shutdown(),
-		 * which comes after the last commit.  closed shares no line
-		 * with what the producer writes per commit. */
-		if (load_acquire(&c->prod->closed)) {
-			if (load_acquire(&((struct shm_rec *)rec)->seq) == rec_ready(c->seq))
-				return ready_record(c, rec, data, len);
-			return -EPIPE;
-		}
-		/* The tail only now and then, so that a polling reader leaves
-		 * the producer's line alone: past us, the record must be
-		 * published, else the ring is corrupt. */
-		if ((++c->misses & 15) == 1) {
-			uint64_t t = load_acquire(&c->prod->tail);
-			c->cached_tail = t;
-			if (t - c->rpos - 1 < c->cap &&
-			    load_acquire(&((struct shm_rec *)rec)->seq) != rec_ready(c->seq))
-				return -EPROTO;
-		}
-		if (!idle_check(c))
-			return -EAGAIN;
-		/* Gone (or closed while we looked): what it published first. */
-		if (load_acquire(&((struct shm_rec *)rec)->seq) == rec_ready(c->seq))
-			return ready_record(c, rec, data, len);
-		return -EPIPE;
-	}
 	if (c->rpos == c->cached_tail) {
 		/* Pairs with store_release(tail) in the producer's commit(). */
 		c->cached_tail = load_acquire(&c->prod->tail);
@@ -412,11 +335,11 @@ static inline int next_record(struct shmring_consumer *c, const void **data, siz
 	/* Read the header once: a corrupt producer could change it under us. */
 	uint32_t n = *(const volatile uint32_t *)&rec->len;
 	if (c->overwrite) {
-		uint32_t s = load_relaxed(&((struct shm_rec *)rec)->seq);
+		uint32_t s = *(const volatile uint32_t *)&rec->seq;
 		fence_acquire(); /* the header read, then head */
 		if (load_relaxed(&c->prod->head) > c->cpos)
 			return lapped(c);
-		if (s != rec_ready(c->seq))
+		if (s != (uint32_t)c->seq)
 			return -EPROTO;
 	}
 	uint64_t sz = SHMRING_RECORD_SIZE(n);

@@ -88,9 +88,7 @@ struct shmring_consumer {
 	uint64_t rpos;          /* broadcast: next record to peek */
 	uint64_t cpos;          /* broadcast: released position (slot->pos) */
 	uint64_t cached_tail;   /* last tail seen; reloaded only when needed */
-	uint64_t seq;           /* sequence number of the record at rpos (BLOCK:
-	                         * its low 31 bits are what counts) */
-	uint32_t misses;        /* BLOCK: reads that found nothing in a row */
+	uint64_t seq;           /* overwrite: sequence number of the record at rpos */
 	uint64_t cseq;          /* overwrite: sequence number at cpos */
 	uint64_t lost;          /* overwrite: messages lost to the producer */
 	uint32_t npeeked;       /* records peeked since the last release */

@@ -22,7 +22,7 @@
 #include "atomics.h"
 
 #define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
-#define SHMRING_LAYOUT_VERSION 4u
+#define SHMRING_LAYOUT_VERSION 3u
 #define SLOT_SIZE 128u
 #define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
 
@@ -166,47 +166,12 @@ _Static_assert(offsetof(struct shm_slot, name) == 56, "layout");
 _Static_assert(offsetof(struct shm_slot, notify_val) == 88, "layout");
 _Static_assert(sizeof(struct shm_slot) == SLOT_SIZE, "layout");
 
-/*
- * A record: this header, then len payload bytes, padded to 8.
- *
- * seq of a published record is REC_READY | the low 31 bits of its sequence
- * number.  BLOCK: the producer publishes a batch by storing (release) that
- * value into the first record's seq, after the payloads, the other records'
- * seq and a marker (bit 31 clear, the low 31 bits of the next sequence
- * number) in the header after the batch; then it stores tail.  So the 8
- * bytes at the tail hold a marker (or a record being published), and a
- * reader can see that the record at its position is ready from the record
- * itself, one cache line, without reading tail.  Exception: in a full ring
- * the header after the batch is the oldest record's (the slowest cursor's),
- * which the marker would destroy; its seq, of a message fewer than 2^31
- * messages older, differs from the next one's anyway.  A fresh ring's zeros
- * are the marker of sequence number 0.
- */
+/* A record: this header, then len payload bytes, padded to 8. */
 struct shm_rec {
 	uint32_t len;
-	a32 seq;               /* REC_READY | seq (published), or a marker */
+	uint32_t seq;          /* low 32 bits of the message's sequence number */
 };
 _Static_assert(sizeof(struct shm_rec) == 8, "layout");
-#define REC_READY 0x80000000u
-static inline uint32_t rec_ready(uint64_t seq)
-{
-	return (uint32_t)seq | REC_READY;
-}
-static inline uint32_t rec_marker(uint64_t seq)
-{
-	return (uint32_t)seq & ~REC_READY;
-}
-/* The 64-bit sequence number whose low 31 bits are those of v, nearest to
- * near (for values read back from the ring). */
-static inline uint64_t rec_seq_near(uint32_t v, uint64_t near)
-{
-	uint64_t s = (near & ~(uint64_t)0x7fffffff) | (v & 0x7fffffffu);
-	if (s > near && s - near > 0x40000000u && s >= 0x80000000u)
-		s -= 0x80000000u;
-	else if (s < near && near - s > 0x40000000u)
-		s += 0x80000000u;
-	return s;
-}
 
 /* The one layout function: creator and opener must agree on every offset. */
 struct shm_geom {

@@ -136,44 +136,6 @@ static void repair_snapshot(struct shmring_producer *p)
 	store_release(&p->prod->ver, p->ver);
 }
 
-/*
- * BLOCK takeover.  A producer killed after publishing a batch to the record
- * watchers (the first record's seq) but before storing tail left readers
- * past the tail; one killed between tail_seq and tail left tail_seq ahead.
- * The header at the tail says which: a marker gives the next sequence
- * number, a ready record is the first of a published batch, which is taken
- * as committed (readers may have it) by walking to the marker after it.
- */
-static void roll_forward(struct shmring_producer *p)
-{
-	uint64_t pos = p->tail, seq = p->tail_seq, cap = p->cap;
-	const struct shm_rec *rec = (const struct shm_rec *)(p->data + (pos & p->mask));
-	uint32_t h = load_acquire(&((struct shm_rec *)rec)->seq);
-	seq = rec_seq_near(h, seq);
-	while (h == rec_ready(seq)) {
-		uint32_t len = *(const volatile uint32_t *)&rec->len;
-		uint64_t end = pos + SHMRING_RECORD_SIZE(len);
-		if (len > p->max_message || end - p->limit > cap)
-			break; /* corrupt: keep what is before */
-		pos = end;
-		seq++;
-		rec = (const struct shm_rec *)(p->data + (pos & p->mask));
-		h = load_acquire(&((struct shm_rec *)rec)->seq);
-	}
-	/* Our marker at the tail (unless the ring is full), then the tail
-	 * and its sequence number, under ver (consumer_open() reads them). */
-	if (pos - p->limit < cap)
-		store_relaxed(&((struct shm_rec *)rec)->seq, rec_marker(seq));
-	p->tail = p->rtail = pos;
-	p->seq = p->tail_seq = seq;
-	store_relaxed(&p->prod->ver, (p->ver | 3)); /* odd: writing */
-	fence_release();
-	store_relaxed(&p->prod->tail_seq, seq);
-	store_release(&p->prod->tail, pos);
-	p->ver = (p->ver | 3) + 1;
-	store_release(&p->prod->ver, p->ver);
-}
-
 SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer **out)
 {
 	if (!r || !out)
@@ -240,14 +202,12 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	}
 	if (p->overwrite)
 		repair_snapshot(p);
+	else
+		p->ver = 0;
 	p->limit = load_relaxed(&r->prod->reclaim);
 	if (p->limit > p->tail || p->tail - p->limit > p->cap)
 		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
 	refresh_limit(p);
-	if (!p->overwrite) {
-		roll_forward(p);
-		refresh_limit(p);
-	}
 	store_release(&r->prod->closed, 0);
 	atomic_fetch_add_explicit(&r->producers, 1, memory_order_relaxed);
 	endpoint_add(r, &p->opener);
@@ -418,9 +378,7 @@ static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 	}
 	struct shm_rec *rec = (struct shm_rec *)(p->data + (p->rtail & p->mask));
 	rec->len = (uint32_t)len;
-	if (p->overwrite) /* BLOCK: commit() stores seq */
-		store_relaxed(&rec->seq, rec_ready(p->seq));
-	p->seq++;
+	rec->seq = (uint32_t)p->seq++;
 	*data = rec + 1;
 	p->rtail = end;
 	p->nres++;
@@ -467,38 +425,20 @@ static inline int commit(struct shmring_producer *p)
 	if (n == 0)
 		return 0;
 	p->nres = 0;
-	if (!p->overwrite) {
-		/* The records' seq after the first, the marker after the last,
-		 * then the first's seq: that store publishes the batch to the
-		 * readers that watch records (layout.h). */
-		uint64_t pos = p->tail, s = p->tail_seq;
-		struct shm_rec *first = (struct shm_rec *)(p->data + (pos & p->mask));
-		pos += SHMRING_RECORD_SIZE(first->len);
-		for (uint32_t i = 1; i < n; i++) {
-			struct shm_rec *rec = (struct shm_rec *)(p->data + (pos & p->mask));
-			store_relaxed(&rec->seq, rec_ready(s + i));
-			pos += SHMRING_RECORD_SIZE(rec->len);
-		}
-		/* In a full ring the next header is the oldest record's, whose
-		 * seq already differs: no marker there (layout.h). */
-		if (pos - p->limit < p->cap) {
-			struct shm_rec *next = (struct shm_rec *)(p->data + (pos & p->mask));
-			store_relaxed(&next->seq, rec_marker(s + n));
-		}
-		store_release(&first->seq, rec_ready(s));
-	}
 	p->tail = p->rtail;
 	p->tail_seq = p->seq;
-	/* (tail, tail_seq) under ver: attaching consumers take them together
-	 * (both policies), lapped ones with head (OVERWRITE). */
-	store_relaxed(&p->prod->ver, p->ver + 3); /* 3 mod 4: writing tail */
-	fence_release();
+	if (p->overwrite) {
+		store_relaxed(&p->prod->ver, p->ver + 3); /* 3 mod 4: writing tail */
+		fence_release();
+	}
 	store_relaxed(&p->prod->tail_seq, p->tail_seq);
 	/* Publishes the records: pairs with the consumers' load_acquire(tail)
 	 * in peek(). */
 	store_release(&p->prod->tail, p->tail);
-	p->ver += 4;
-	store_release(&p->prod->ver, p->ver);
+	if (p->overwrite) {
+		p->ver += 4;
+		store_release(&p->prod->ver, p->ver);
+	}
 	wake_consumers(p->r, (int)n, p->light);
 	return (int)n;
 }

@@ -250,16 +250,6 @@ void wake_producer(struct shm_cshared *cs, int light)
 
 static int has_data(const struct shmring_consumer *c)
 {
-	if (!c->overwrite) {
-		/* BLOCK: the tail past rpos (it may lag the records, which
-		 * next_record() reads without it, but not pass them).  A
-		 * waiting reader spins on the tail's line rather than on the
-		 * record line the producer is writing.  Pairs with
-		 * store_release(tail) in commit(). */
-		if (load_acquire(&c->prod->tail) - c->rpos - 1 < c->cap)
-			return 1;
-		return load_acquire(&c->prod->closed) || c->prod_gone;
-	}
 	/* Pairs with the producer's store_release(tail) in shmring_commit() and
 	 * store_release(closed) in shmring_producer_shutdown(). */
 	return load_acquire(&c->prod->tail) != c->rpos || load_acquire(&c->prod->closed) ||

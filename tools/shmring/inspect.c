@@ -85,7 +85,7 @@ static void lag_of(const struct shmring *r, struct cursor *c, uint64_t tail, uin
 		c->lapped = r->policy == SHMRING_POLICY_OVERWRITE;
 		return;
 	}
-	/* The record at pos carries the low 31 bits of its sequence number:
+	/* The record at pos carries the low 32 bits of its sequence number:
 	 * the difference to the tail's is the number of messages behind. */
 	const struct shm_rec *rec =
 		(const struct shm_rec *)(r->data + (c->pos & (r->g.capacity - 1)));
@@ -93,7 +93,7 @@ static void lag_of(const struct shmring *r, struct cursor *c, uint64_t tail, uin
 	uint32_t seq = ((const volatile struct shm_rec *)rec)->seq;
 	if (len > r->g.max_message)
 		return;
-	uint32_t n = ((uint32_t)tail_seq - seq) & 0x7fffffffu;
+	uint32_t n = (uint32_t)tail_seq - seq;
 	/* At least one record per 8 bytes of header, at most one per 8 bytes. */
 	if (n == 0 || n > c->lag_bytes / SHMRING_RECORD_HDR)
 		return;
