@@ -147,7 +147,7 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 	c->mask = r->g.capacity - 1;
 	c->max_message = r->g.max_message;
 	c->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
-	c->light = asym_register();
+	asym_register();
 	c->lockfd = live_open(r);
 	return c;
 }
@@ -377,7 +377,7 @@ static inline int release(struct shmring_consumer *c)
 	 * of the released records happen before it reuses their room. */
 	store_release(&c->slot->pos, c->rpos);
 	if (!c->overwrite)
-		wake_producer(c->cs, c->light);
+		wake_producer(c->cs, 1);
 	return n;
 }
 

@@ -337,7 +337,7 @@ int group_release(struct shmring_consumer *c)
 		c->holding = 0;
 		/* Pairs with load_acquire(pos) in scan_min(). */
 		store_release(&c->slot->pos, HOLD_NONE);
-		wake_producer(c->cs, c->light);
+		wake_producer(c->cs, 1);
 	}
 	return n;
 }
@@ -385,7 +385,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 		/* The claim: succeeds only if no other member moved the
 		 * cursor, so the copies are of intact records. */
 		if (cas64(&c->grp->pos, &p, end)) {
-			wake_producer(c->cs, c->light);
+			wake_producer(c->cs, 1);
 			return (int)k;
 		}
 	}

@@ -57,8 +57,6 @@ struct shmring_producer {
 	uint32_t nres;          /* records reserved since the last commit */
 	int shut;
 	int overwrite;          /* policy OVERWRITE: never wait, move head */
-	int light;              /* registered for asym_fence(): commit needs no
-	                         * full fence (wait.c) */
 	uint64_t seq;           /* sequence number of the next record reserved */
 	uint64_t tail_seq;      /* sequence number of the next record committed */
 	uint64_t head;          /* overwrite: oldest intact record */
@@ -83,8 +81,6 @@ struct shmring_consumer {
 	uint64_t mask, cap;
 	uint32_t max_message;
 	int overwrite;          /* policy OVERWRITE: validate after reading */
-	int light;              /* registered for asym_fence(): release needs no
-	                         * full fence (wait.c) */
 	uint64_t rpos;          /* broadcast: next record to peek */
 	uint64_t cpos;          /* broadcast: released position (slot->pos) */
 	uint64_t cached_tail;   /* last tail seen; reloaded only when needed */
@@ -135,7 +131,7 @@ int wait_for_room(struct shmring_producer *p, uint64_t end,
 		  const struct timespec *deadline);
 void wake_consumers(struct shmring *r, int n, int light);
 void wake_producer(struct shm_cshared *cs, int light);
-int asym_register(void);
+void asym_register(void);
 int asym_fence(void);
 
 /* ring.c */

@@ -111,17 +111,15 @@ static long membarrier(int cmd)
 	return syscall(SYS_membarrier, cmd, 0, 0);
 }
 
-/* Registers this process (once) so that it may skip the waker's fence.
- * Returns 1 if registered, 0 if the kernel cannot (then fence).  Not
- * AS-safe: called when an endpoint opens. */
-int asym_register(void)
+/* Registers this process (once) for MEMBARRIER_CMD_GLOBAL_EXPEDITED, so
+ * that its wakers may skip their fence (asym_here); where the kernel cannot,
+ * they fence.  Not AS-safe: called when an endpoint opens. */
+void asym_register(void)
 {
 	int64_t me = getpid();
 	int64_t st = atomic_load_explicit(&asym_pid, memory_order_acquire);
-	if (st == me)
-		return 1;
-	if (st == -me)
-		return 0;
+	if (st == me || st == -me)
+		return;
 	int saved = errno;
 	long q = membarrier(MEMBARRIER_CMD_QUERY);
 	int ok = q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
@@ -133,7 +131,6 @@ int asym_register(void)
 	errno = saved;
 	atomic_store_explicit(&asym_pid, ok ? me : -me, memory_order_release);
 	atomic_store_explicit(&asym_here, ok, memory_order_release);
-	return ok;
 }
 
 /* The sleeper's side: after its own full fence.  0, or -1 if the barrier
@@ -147,7 +144,8 @@ int asym_fence(void)
 }
 
 /* The waker's side, between storing the new state and loading the
- * announcement. */
+ * announcement.  light: the hot-path callers (commit, release), which skip
+ * the fence while this process is registered; the others always fence. */
 static inline void waker_fence(int light)
 {
 	if (light && atomic_load_explicit(&asym_here, memory_order_relaxed))
