@@ -54,10 +54,10 @@ struct shmring_producer {
 	uint64_t rtail;         /* end of the reserved records */
 	uint64_t limit;         /* no live cursor is below this: data below it
 	                         * may be overwritten (cached minimum) */
-	uint32_t nres;          /* records reserved since the last commit */
 	int shut;
 	int overwrite;          /* policy OVERWRITE: never wait, move head */
-	uint64_t seq;           /* sequence number of the next record reserved */
+	uint64_t seq;           /* sequence number of the next record reserved
+	                         * (seq - tail_seq: reserved, not committed) */
 	uint64_t tail_seq;      /* sequence number of the next record committed */
 	uint64_t head;          /* overwrite: oldest intact record */
 	uint64_t head_seq;      /* overwrite: its sequence number */
@@ -129,8 +129,48 @@ int want_eintr(const struct shmring *r);
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline);
 int wait_for_room(struct shmring_producer *p, uint64_t end,
 		  const struct timespec *deadline);
-void wake_consumers(struct shmring *r, int n, int light);
-void wake_producer(struct shm_cshared *cs, int light);
+void wake_consumers_slow(struct shmring *r, int n);
+void wake_producer_slow(struct shm_cshared *cs);
+extern _Atomic int asym_here;
+
+/* The waker's side of the sleep protocol (wait.c), between storing the new
+ * state and loading the announcement.  light: the hot-path callers (commit,
+ * release), which skip the fence while this process is registered for
+ * membarrier (asym_here); the others always fence. */
+static inline void waker_fence(int light)
+{
+	if (light && atomic_load_explicit(&asym_here, memory_order_relaxed))
+		signal_fence();
+	else
+		fence_full();
+}
+
+/*
+ * Producer side, after publishing n records or closing (n = INT_MAX): wakes
+ * broadcast sleepers, up to n members of each group with sleepers, and the
+ * armed notifications.  Inline down to the loads of the sleeper counts, which
+ * share one line that nobody writes while nobody sleeps.  The caller stored
+ * tail or closed before the fence; pairs with the fence and asym_fence() in
+ * wait_for_data() after a sleeper announces itself, and with the fence in
+ * shmring_notify() after arming.
+ */
+static inline void wake_consumers(struct shmring *r, int n, int light)
+{
+	waker_fence(light);
+	if (load_relaxed(&r->cs->sleepers) | load_relaxed(&r->cs->gsleepers) |
+	    load_relaxed(&r->cs->notifiers))
+		wake_consumers_slow(r, n);
+}
+
+/* Consumer side, after releasing room or detaching.  The caller stored its
+ * cursor before the fence; pairs with the fence and asym_fence() in
+ * wait_for_room() after the producer announces itself. */
+static inline void wake_producer(struct shm_cshared *cs, int light)
+{
+	waker_fence(light);
+	if (load_relaxed(&cs->prod_waiting))
+		wake_producer_slow(cs);
+}
 void asym_register(void);
 int asym_fence(void);
 

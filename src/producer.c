@@ -231,7 +231,6 @@ static void do_shutdown(struct shmring_producer *p)
 	p->shut = 1;
 	p->rtail = p->tail;
 	p->seq = p->tail_seq;
-	p->nres = 0;
 	signal_fence();
 	/* Pairs with the consumers' load_acquire(closed) in shmring_peek(). */
 	store_release(&p->prod->closed, 1);
@@ -343,6 +342,52 @@ static void advance_head(struct shmring_producer *p, uint64_t end)
 	fence_release();
 }
 
+/* OVERWRITE: make room for a record ending at `end` by moving head. */
+static __attribute__((noinline)) int reserve_overwrite(struct shmring_producer *p, uint64_t end)
+{
+	/* One commit cannot hold more than the ring. */
+	if (end - p->tail > p->cap)
+		return -ENOBUFS;
+	if (end - p->head > p->cap)
+		advance_head(p, end);
+	return 0;
+}
+
+/* BLOCK, and the cached minimum says full: 0 if the cursors moved on (or a
+ * dead one was reaped), else -EAGAIN or -ENOBUFS. */
+static __attribute__((noinline)) int reserve_full(struct shmring_producer *p, uint64_t end)
+{
+	/* Room can only come from consumers catching up to the tail. */
+	if (end - p->tail > p->cap)
+		return -ENOBUFS;
+	refresh_limit(p);
+	if (end - p->limit <= p->cap)
+		return 0;
+	/* Full.  Now and then, see whether a dead cursor holds us back (a
+	 * blocked reserve_wait does it itself). */
+	if ((++p->eagain & 63) == 1) {
+		uint64_t t = now_ns();
+		if (t - p->last_reap >= REAP_NS) {
+			p->last_reap = t;
+			if (reap_dead(p->r, end - p->cap))
+				refresh_limit(p);
+		}
+	}
+	return end - p->limit > p->cap ? -EAGAIN : 0;
+}
+
+/* Writes the header of the record at rtail, of `len` bytes, and moves rtail
+ * past it: one 8-byte store into the ring. */
+static inline void put_header(struct shmring_producer *p, size_t len, uint64_t end, void **data)
+{
+	struct shm_rec h = {.len = (uint32_t)len, .seq = (uint32_t)p->seq};
+	uint8_t *rec = p->data + (p->rtail & p->mask);
+	memcpy(rec, &h, sizeof(h));
+	*data = rec + sizeof(h);
+	p->seq++;
+	p->rtail = end;
+}
+
 static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 {
 	if (p->shut)
@@ -350,50 +395,17 @@ static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 	if (len > p->max_message)
 		return -EMSGSIZE;
 	uint64_t end = p->rtail + SHMRING_RECORD_SIZE(len);
-	if (p->overwrite) {
-		/* One commit cannot hold more than the ring. */
-		if (end - p->tail > p->cap)
-			return -ENOBUFS;
-		if (end - p->head > p->cap)
-			advance_head(p, end);
-	} else if (end - p->limit > p->cap) {
-		/* Room can only come from consumers catching up to the tail. */
-		if (end - p->tail > p->cap)
-			return -ENOBUFS;
-		refresh_limit(p);
-		if (end - p->limit > p->cap) {
-			/* Full.  Now and then, see whether a dead cursor holds
-			 * us back (a blocked reserve_wait does it itself). */
-			if ((++p->eagain & 63) == 1) {
-				uint64_t t = now_ns();
-				if (t - p->last_reap >= REAP_NS) {
-					p->last_reap = t;
-					if (reap_dead(p->r, end - p->cap))
-						refresh_limit(p);
-				}
-			}
-			if (end - p->limit > p->cap)
-				return -EAGAIN;
-		}
-	}
-	struct shm_rec *rec = (struct shm_rec *)(p->data + (p->rtail & p->mask));
-	rec->len = (uint32_t)len;
-	rec->seq = (uint32_t)p->seq++;
-	*data = rec + 1;
-	p->rtail = end;
-	p->nres++;
+	int rc = 0;
+	if (p->overwrite)
+		rc = reserve_overwrite(p, end);
+	else if (end - p->limit > p->cap)
+		rc = reserve_full(p, end);
+	if (rc)
+		return rc;
+	put_header(p, len, end, data);
 	return 0;
 }
 
-SHMRING_API int shmring_reserve(struct shmring_producer *p, size_t len, void **data)
-{
-	if (!p || !data)
-		return -EINVAL;
-	ENTER(p);
-	int rc = reserve(p, len, data);
-	leave_producer(p);
-	return rc;
-}
 
 static int reserve_wait(struct shmring_producer *p, size_t len, void **data,
 			const struct timespec *deadline)
@@ -408,23 +420,64 @@ static int reserve_wait(struct shmring_producer *p, size_t len, void **data,
 	}
 }
 
+/*
+ * The common case of both reserve calls, entered (busy): a BLOCK ring with
+ * room known, not shut down.  Returns 0 if it does not apply.  It makes no
+ * call, so the compiler saves no registers on it: the producer's stores into
+ * the ring wait for the consumers' copies of those lines, and every other
+ * store behind them in the store buffer (a saved register, a counter) lowers
+ * how many messages can be in flight.  The state is read after busy is set:
+ * a handler that interrupts us before that runs to completion first.
+ */
+static inline int reserve_fast(struct shmring_producer *p, size_t len, void **data)
+{
+	if (p->shut || p->overwrite || len > p->max_message)
+		return 0;
+	uint64_t end = p->rtail + SHMRING_RECORD_SIZE(len);
+	if (end - p->limit > p->cap)
+		return 0;
+	put_header(p, len, end, data);
+	return 1;
+}
+
+/* The rest of both reserve calls, entered; leaves. */
+static __attribute__((noinline)) int reserve_slow(struct shmring_producer *p, size_t len,
+						  void **data, const struct timespec *deadline,
+						  int wait)
+{
+	int rc = wait ? reserve_wait(p, len, data, deadline) : reserve(p, len, data);
+	leave_producer(p);
+	return rc;
+}
+
+SHMRING_API int shmring_reserve(struct shmring_producer *p, size_t len, void **data)
+{
+	if (!p || !data)
+		return -EINVAL;
+	ENTER(p);
+	if (!reserve_fast(p, len, data))
+		return reserve_slow(p, len, data, NULL, 0);
+	leave_producer(p);
+	return 0;
+}
+
 SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, void **data,
 				     const struct timespec *deadline)
 {
 	if (!p || !data || !valid_deadline(deadline))
 		return -EINVAL;
 	ENTER(p);
-	int rc = reserve_wait(p, len, data, deadline);
+	if (!reserve_fast(p, len, data))
+		return reserve_slow(p, len, data, deadline, 1);
 	leave_producer(p);
-	return rc;
+	return 0;
 }
 
 static inline int commit(struct shmring_producer *p)
 {
-	uint32_t n = p->nres;
+	uint32_t n = (uint32_t)(p->seq - p->tail_seq);
 	if (n == 0)
 		return 0;
-	p->nres = 0;
 	p->tail = p->rtail;
 	p->tail_seq = p->seq;
 	if (p->overwrite) {
@@ -460,8 +513,7 @@ SHMRING_API int shmring_abort(struct shmring_producer *p)
 	ENTER(p);
 	int n = -EPIPE;
 	if (!p->shut) {
-		n = (int)p->nres;
-		p->nres = 0;
+		n = (int)(p->seq - p->tail_seq);
 		p->rtail = p->tail;
 		p->seq = p->tail_seq;
 	}
@@ -475,7 +527,7 @@ static int send(struct shmring_producer *p, const void *msg, size_t len,
 		const struct timespec *deadline, int wait)
 {
 	void *d;
-	if (p->nres)
+	if (p->seq != p->tail_seq)
 		return p->shut ? -EPIPE : -EBUSY;
 	int rc = wait ? reserve_wait(p, len, &d, deadline) : reserve(p, len, &d);
 	if (rc)
@@ -506,3 +558,4 @@ SHMRING_API int shmring_send_wait(struct shmring_producer *p, const void *msg, s
 	leave_producer(p);
 	return rc;
 }
+

@@ -99,7 +99,7 @@ void futex_wake(a32 *word, int n)
  * of fork() clears asym_here (whatever the kernel passed on) and fences
  * until it opens an endpoint, which registers it. */
 static _Atomic int64_t asym_pid;
-static _Atomic int asym_here;
+_Atomic int asym_here;
 
 static void asym_child(void)
 {
@@ -141,17 +141,6 @@ int asym_fence(void)
 	long rc = membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
 	errno = saved;
 	return rc == 0 ? 0 : -1;
-}
-
-/* The waker's side, between storing the new state and loading the
- * announcement.  light: the hot-path callers (commit, release), which skip
- * the fence while this process is registered; the others always fence. */
-static inline void waker_fence(int light)
-{
-	if (light && atomic_load_explicit(&asym_here, memory_order_relaxed))
-		signal_fence();
-	else
-		fence_full();
 }
 
 /* Changes the word and wakes everybody sleeping on it: a sleeper that read
@@ -207,38 +196,24 @@ static void wake_groups(struct shmring *r, int n)
 	}
 }
 
-/*
- * Producer side, after publishing n records or closing (n = INT_MAX).
- * Broadcast sleepers all wake; each group wakes at most n members, one per
- * record, since each record goes to one member.
- */
-void wake_consumers(struct shmring *r, int n, int light)
+/* The rest of wake_consumers() (internal.h), once it saw somebody to wake:
+ * broadcast sleepers all wake; each group wakes at most n members, one per
+ * record, since each record goes to one member. */
+void wake_consumers_slow(struct shmring *r, int n)
 {
-	/* The caller stored tail or closed before this fence; pairs with the
-	 * fence and asym_fence() in wait_for_data() after a sleeper announces
-	 * itself. */
-	waker_fence(light);
 	if (load_relaxed(&r->cs->sleepers)) {
 		atomic_fetch_add_explicit(&r->cs->wake_seq, 1, memory_order_release);
 		futex_wake(&r->cs->wake_seq, INT_MAX);
 	}
 	if (load_relaxed(&r->cs->gsleepers))
 		wake_groups(r, n);
-	/* Same line as the sleeper counts: no cost while nobody armed one.
-	 * Pairs with the fence in shmring_notify() after arming. */
 	if (load_relaxed(&r->cs->notifiers))
 		notify_fire(r);
 }
 
-/* Consumer side, after releasing room or detaching. */
-void wake_producer(struct shm_cshared *cs, int light)
+/* The rest of wake_producer() (internal.h): the producer announced a sleep. */
+void wake_producer_slow(struct shm_cshared *cs)
 {
-	/* The caller stored its cursor before this fence; pairs with the fence
-	 * and asym_fence() in wait_for_room() after the producer announces
-	 * itself. */
-	waker_fence(light);
-	if (load_relaxed(&cs->prod_waiting) == 0)
-		return;
 	/* One waker per sleep: the producer re-announces before sleeping again. */
 	if (atomic_exchange_explicit(&cs->prod_waiting, 0, memory_order_acq_rel) == 0)
 		return;
