@@ -363,6 +363,27 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *producer, size_t l
 				     void **data, const struct timespec *deadline);
 
 /*
+ * Reserves up to n records of len bytes each in one call, and sets data[i]
+ * to the payload area of the i-th; the records follow one another in the
+ * ring and are published together by the next shmring_commit(), like n calls
+ * of shmring_reserve().  Reserves as many as there is room for now, at
+ * least 1: returns that number k (1 <= k <= n; data[k..n-1] untouched), or
+ * the error that shmring_reserve() gives for the first record.  Fewer than n
+ * come back when the ring (BLOCK) has room for fewer, or when n more would
+ * make the uncommitted records exceed the capacity.  Also -EINVAL for
+ * n == 0.  [AS-safe]
+ */
+SHMRING_API int shmring_reserve_batch(struct shmring_producer *producer, size_t len,
+				      unsigned n, void **data);
+
+/* Like shmring_reserve_batch() but waits, as shmring_reserve_wait() does,
+ * until there is room for the first record; the others are those that fit
+ * then, without waiting. */
+SHMRING_API int shmring_reserve_batch_wait(struct shmring_producer *producer, size_t len,
+					   unsigned n, void **data,
+					   const struct timespec *deadline);
+
+/*
  * Publishes every record reserved since the last commit, with one store, and
  * wakes sleeping consumers: no system call while none sleeps; else one for
  * all sleeping broadcast consumers and one per group with sleeping members

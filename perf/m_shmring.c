@@ -2,9 +2,11 @@
 /*
  * libshmring through its public API only.
  *   copying:   batch 1 shmring_send_wait() / shmring_recv_wait();
- *              batch B shmring_reserve_wait() and a copy from the source
- *              buffer B times, one shmring_commit() / shmring_recv_batch_wait()
- *   zero-copy: shmring_reserve_wait(), payload written in place, commit /
+ *              batch B shmring_reserve_batch_wait() and a copy from the
+ *              source buffer B times, one shmring_commit() /
+ *              shmring_recv_batch_wait()
+ *   zero-copy: shmring_reserve_wait() (batch B: shmring_reserve_batch_wait()),
+ *              payload written in place, commit /
  *              shmring_peek_wait() or shmring_peek_batch_wait(), stamps read
  *              in place, shmring_release()
  * Ping-pong over two rings; polling sides use the non-blocking calls in a
@@ -73,7 +75,7 @@ static int tput_producer(struct bench *b, struct shmring *r)
 	const struct params *p = &b->p;
 	struct shmring_producer *pr;
 	struct loopmark lm;
-	void *src = source_buf(p->size), *d;
+	void *src = source_buf(p->size), *ds[64];
 
 	if (!src)
 		return fail(b, "out of memory");
@@ -89,10 +91,24 @@ static int tput_producer(struct bench *b, struct shmring *r)
 			CHECK(shmring_send_wait(pr, src, p->size, NULL));
 			continue;
 		}
-		for (uint64_t j = 0; j < k; j++) {
-			CHECK(shmring_reserve_wait(pr, p->size, &d, NULL));
-			memcpy(d, src, p->size);
-			stamp(d, p->size, seq++);
+		if (p->batch == 1) {
+			CHECK(shmring_reserve_wait(pr, p->size, &ds[0], NULL));
+			memcpy(ds[0], src, p->size);
+			stamp(ds[0], p->size, seq++);
+			CHECK(shmring_commit(pr));
+			b->commits++;
+			continue;
+		}
+		for (uint64_t j = 0; j < k;) {
+			uint64_t want = k - j < 64 ? k - j : 64;
+			int got = shmring_reserve_batch_wait(pr, p->size, (unsigned)want, ds, NULL);
+			if (got < 0)
+				return fail(b, "shmring_reserve_batch_wait: %s", shmring_strerror(got));
+			for (int i = 0; i < got; i++) {
+				memcpy(ds[i], src, p->size);
+				stamp(ds[i], p->size, seq++);
+			}
+			j += (uint64_t)got;
 		}
 		CHECK(shmring_commit(pr));
 		b->commits++;

@@ -473,6 +473,75 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, voi
 	return 0;
 }
 
+/*
+ * Up to n more records of len bytes, after the first one: as many as the
+ * cached limit allows, then as many as a fresh one does, without waiting.
+ * BLOCK only.  Entered.
+ */
+static unsigned reserve_more(struct shmring_producer *p, size_t len, unsigned n, void **data)
+{
+	uint64_t sz = SHMRING_RECORD_SIZE(len);
+	uint64_t fit = (p->limit + p->cap - p->rtail) / sz;
+	if (fit < n && refresh_limit(p))
+		fit = (p->limit + p->cap - p->rtail) / sz;
+	unsigned m = fit < n ? (unsigned)fit : n;
+	uint64_t rt = p->rtail, seq = p->seq;
+	for (unsigned k = 0; k < m; k++) {
+		struct shm_rec h = {.len = (uint32_t)len, .seq = (uint32_t)seq++};
+		uint8_t *rec = p->data + (rt & p->mask);
+		memcpy(rec, &h, sizeof(h));
+		data[k] = rec + sizeof(h);
+		rt += sz;
+	}
+	p->rtail = rt;
+	p->seq = seq;
+	return m;
+}
+
+/* Reserves up to n records of len bytes: at least one (waiting for it if
+ * `wait`), or the error of the first.  Entered. */
+static int reserve_batch(struct shmring_producer *p, size_t len, unsigned n, void **data,
+			 const struct timespec *deadline, int wait)
+{
+	if (!reserve_fast(p, len, &data[0])) {
+		int rc = wait ? reserve_wait(p, len, &data[0], deadline) : reserve(p, len, &data[0]);
+		if (rc)
+			return rc;
+	}
+	unsigned k = 1;
+	if (p->overwrite) {
+		/* One by one: each may move head. */
+		while (k < n && reserve(p, len, &data[k]) == 0)
+			k++;
+		return (int)k;
+	}
+	if (n > 1)
+		k += reserve_more(p, len, n - 1, data + 1);
+	return (int)k;
+}
+
+SHMRING_API int shmring_reserve_batch(struct shmring_producer *p, size_t len, unsigned n,
+				      void **data)
+{
+	if (!p || !data || !n)
+		return -EINVAL;
+	ENTER(p);
+	int rc = reserve_batch(p, len, n, data, NULL, 0);
+	leave_producer(p);
+	return rc;
+}
+
+SHMRING_API int shmring_reserve_batch_wait(struct shmring_producer *p, size_t len, unsigned n,
+					   void **data, const struct timespec *deadline)
+{
+	if (!p || !data || !n || !valid_deadline(deadline))
+		return -EINVAL;
+	ENTER(p);
+	int rc = reserve_batch(p, len, n, data, deadline, 1);
+	leave_producer(p);
+	return rc;
+}
+
 static inline int commit(struct shmring_producer *p)
 {
 	uint32_t n = (uint32_t)(p->seq - p->tail_seq);

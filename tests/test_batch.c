@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* Description: batch receive for broadcast consumers (policy BLOCK).  In one
+/* Description: batch receive for broadcast consumers (policy BLOCK), and
+ * batch reservation (shmring_reserve_batch).  In one
  * process, three consumers of one small ring (recv one by one, recv_batch
  * with random limits and buffers, peek_batch + release) read the identical
  * sequence while the ring wraps thousands of times; recv_batch's buffer
  * layout, -EMSGSIZE, -EAGAIN, -EINVAL, -EPIPE and deadlines are checked as
  * documented.  Across processes, a producer sends a million self-checking
  * messages to a recv_batch_wait consumer and a peek_batch_wait consumer, and
- * both prove order, no loss and no duplicate.
+ * both prove order, no loss and no duplicate.  shmring_reserve_batch(): room
+ * taken exactly (a ringful, the 10 records freed, the capacity with nobody
+ * attached, then -ENOBUFS), errors, mixing with single reservations, OVERWRITE
+ * laps with exact loss counts, and a producer publishing a million messages
+ * in random batches through a small ring to a checking consumer in another
+ * process, with short batches required.
  *
  * Environment: SHMRING_TEST_BATCH_MESSAGES (default 1000000 for the
  * multi-process run), SHMRING_TEST_SEED (default: time-based; printed). */
@@ -818,4 +824,331 @@ Test(batch, across_processes_no_loss_no_dup, .timeout = 300)
 		cr_assert_eq(shmring_consumer_close(c[i]), 0);
 	cr_assert_eq(shmring_close(r), 0);
 	munmap(f, 2 * sizeof(*f));
+}
+
+/* ---- (c) shmring_reserve_batch ------------------------------------------- */
+
+/* Calls shmring_reserve_batch() and checks what it must always do: k in
+ * [1, n] or an error; data[0..k-1] 8-aligned, one record apart in ring
+ * order; data[k..n-1] untouched. */
+static int reserve_batch_checked(struct shmring_producer *p, size_t len, unsigned n, void **d,
+				 uint64_t cap)
+{
+	void *const poison = (void *)(uintptr_t)0x5a5a5a5a5a5a5a58ull;
+	for (unsigned i = 0; i < n; i++)
+		d[i] = poison;
+	int k = shmring_reserve_batch(p, len, n, d);
+	if (k < 0) {
+		for (unsigned i = 0; i < n; i++)
+			cr_assert_eq(d[i], poison, "failed reserve_batch (%s) wrote data[%u]",
+				     shmring_strerror(k), i);
+		return k;
+	}
+	cr_assert(k >= 1 && (unsigned)k <= n, "reserve_batch of %u gave %d", n, k);
+	size_t step = SHMRING_RECORD_SIZE(len);
+	for (int i = 0; i < k; i++) {
+		cr_assert_eq((uintptr_t)d[i] % 8, 0, "data[%d] misaligned", i);
+		if (i) {
+			/* One record after the previous one, modulo the ring (the
+			 * data area is mapped twice, so a pointer may be past its
+			 * end: compare positions modulo the capacity). */
+			uintptr_t a = (uintptr_t)d[i - 1], b = (uintptr_t)d[i];
+			cr_assert_eq((b - a - step) % cap, 0, "data[%d] is not one record after data[%d]",
+				     i, i - 1);
+		}
+	}
+	for (unsigned i = (unsigned)k; i < n; i++)
+		cr_assert_eq(d[i], poison, "reserve_batch returned %d but wrote data[%u]", k, i);
+	return k;
+}
+
+/* Reads exactly n messages, seq first.. , each len bytes. */
+static void expect_msgs(struct shmring_consumer *c, uint64_t first, uint64_t n, size_t len)
+{
+	static _Alignas(8) uint8_t b[1 << 16];
+	for (uint64_t i = 0; i < n; i++) {
+		size_t got = 0;
+		int rc = shmring_recv(c, b, sizeof(b), &got);
+		cr_assert_eq(rc, 0, "recv of seq %llu: %s", ull(first + i), shmring_strerror(rc));
+		cr_assert(is_msg(b, got, first + i, len), "message %llu wrong (len %zu, want %zu)",
+			  ull(first + i), got, len);
+	}
+	size_t got;
+	cr_assert_eq(shmring_recv(c, b, sizeof(b), &got), -EAGAIN, "more than %llu messages",
+		     ull(n));
+}
+
+Test(batch, reserve_batch_block)
+{
+	const uint64_t cap = 8192;
+	const size_t len = 24; /* 32-byte records: 256 fill the ring */
+	const unsigned fill = (unsigned)(cap / SHMRING_RECORD_SIZE(len));
+	struct shmring *r = new_ring(cap, 4);
+	struct shmring_consumer *c = open_cons(r, 0);
+	struct shmring_producer *p = open_prod(r);
+	static void *d[1024];
+	struct timespec dl;
+	uint64_t seq = 0;
+
+	/* Bad arguments reserve nothing. */
+	cr_assert_eq(shmring_reserve_batch(NULL, len, 4, d), -EINVAL);
+	cr_assert_eq(shmring_reserve_batch(p, len, 4, NULL), -EINVAL);
+	cr_assert_eq(shmring_reserve_batch(p, len, 0, d), -EINVAL);
+	cr_assert_eq(shmring_reserve_batch_wait(p, len, 0, d, NULL), -EINVAL);
+	cr_assert_eq(shmring_reserve_batch_wait(NULL, len, 4, d, NULL), -EINVAL);
+	shmring_deadline(&dl, 10 * MS);
+	struct timespec bad = dl;
+	bad.tv_nsec = 1000000000L;
+	cr_assert_eq(shmring_reserve_batch_wait(p, len, 4, d, &bad), -EINVAL);
+	struct shmring_info info;
+	shmring_info(r, &info);
+	cr_assert_eq(reserve_batch_checked(p, info.max_message + 1u, 4, d, cap), -EMSGSIZE);
+	cr_assert_eq(shmring_commit(p), 0, "a refused call reserved something");
+
+	/* An empty ring: n = 5 gives 5. */
+	cr_assert_eq(reserve_batch_checked(p, len, 5, d, cap), 5);
+	for (int i = 0; i < 5; i++)
+		msg_fill(d[i], len, seq++);
+	cr_assert_eq(shmring_commit(p), 5);
+	expect_msgs(c, 0, 5, len);
+
+	/* More than fits: exactly a ringful, then -EAGAIN (the consumer has
+	 * read nothing of it). */
+	int k = reserve_batch_checked(p, len, 1000, d, cap);
+	cr_assert_eq(k, (int)fill, "reserve_batch of 1000 in an empty %llu-byte ring gave %d, "
+		     "want %u", ull(cap), k, fill);
+	for (int i = 0; i < k; i++)
+		msg_fill(d[i], len, seq + (uint64_t)i);
+	/* All of the ring is uncommitted: waiting could not help. */
+	cr_assert_eq(reserve_batch_checked(p, len, 1, d, cap), -ENOBUFS);
+	cr_assert_eq(shmring_commit(p), k);
+	cr_assert_eq(reserve_batch_checked(p, len, 8, d, cap), -EAGAIN);
+	shmring_deadline(&dl, 10 * MS);
+	cr_assert_eq(shmring_reserve_batch_wait(p, len, 8, d, &dl), -ETIMEDOUT);
+
+	/* The consumer frees 10 records: a batch of 64 gets exactly 10. */
+	static _Alignas(8) uint8_t b[4096];
+	for (int i = 0; i < 10; i++) {
+		size_t got;
+		cr_assert_eq(shmring_recv(c, b, sizeof(b), &got), 0);
+		cr_assert(is_msg(b, got, seq + (uint64_t)i, len));
+	}
+	uint64_t read_to = seq + 10;
+	seq += (uint64_t)k;
+	k = reserve_batch_checked(p, len, 64, d, cap);
+	cr_assert_eq(k, 10, "with 10 records free, reserve_batch of 64 gave %d", k);
+	for (int i = 0; i < k; i++)
+		msg_fill(d[i], len, seq++);
+	cr_assert_eq(shmring_commit(p), 10);
+	expect_msgs(c, read_to, seq - read_to, len);
+
+	/* Mixed with single reservations: one commit publishes them all in
+	 * order; the ring wraps here. */
+	void *one;
+	cr_assert_eq(shmring_reserve(p, len, &one), 0);
+	msg_fill(one, len, seq);
+	shmring_deadline(&dl, WAIT_NS);
+	k = shmring_reserve_batch_wait(p, len, 7, d, &dl);
+	cr_assert_eq(k, 7, "reserve_batch_wait of 7: %d", k);
+	for (int i = 0; i < k; i++)
+		msg_fill(d[i], len, seq + 1 + (uint64_t)i);
+	cr_assert_eq(shmring_abort(p), 8);
+	cr_assert_eq(shmring_reserve(p, len, &one), 0);
+	msg_fill(one, len, seq);
+	k = reserve_batch_checked(p, len, 7, d, cap);
+	cr_assert_eq(k, 7);
+	for (int i = 0; i < k; i++)
+		msg_fill(d[i], len, seq + 1 + (uint64_t)i);
+	cr_assert_eq(shmring_commit(p), 8);
+	expect_msgs(c, seq, 8, len);
+	seq += 8;
+
+	/* Zero-length payloads. */
+	k = reserve_batch_checked(p, 0, 3, d, cap);
+	cr_assert_eq(k, 3);
+	cr_assert_eq(shmring_commit(p), 3);
+	for (int i = 0; i < 3; i++) {
+		size_t got = 99;
+		cr_assert_eq(shmring_recv(c, b, sizeof(b), &got), 0);
+		cr_assert_eq(got, 0);
+	}
+
+	cr_assert_eq(shmring_producer_shutdown(p), 0);
+	cr_assert_eq(reserve_batch_checked(p, len, 4, d, cap), -EPIPE);
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* No consumer holds the ring back: a batch stops at the capacity, and the
+ * next call, with all of it uncommitted, is -ENOBUFS. */
+Test(batch, reserve_batch_capacity_enobufs)
+{
+	const uint64_t cap = 8192;
+	struct shmring *r = new_ring(cap, 4);
+	struct shmring_producer *p = open_prod(r);
+	static void *d[2048];
+	int k = reserve_batch_checked(p, 56, 2048, d, cap);
+	cr_assert_eq(k, (int)(cap / 64), "reserve_batch with no consumer gave %d", k);
+	cr_assert_eq(reserve_batch_checked(p, 56, 1, d, cap), -ENOBUFS);
+	cr_assert_eq(shmring_commit(p), k);
+	cr_assert_eq(reserve_batch_checked(p, 56, 2048, d, cap), k);
+	cr_assert_eq(shmring_abort(p), k);
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* OVERWRITE: batches never wait; a consumer that fell behind learns what it
+ * lost, and what it reads is intact and in order. */
+Test(batch, reserve_batch_overwrite)
+{
+	const uint64_t cap = 8192;
+	const size_t len = 40; /* 48-byte records */
+	struct shmring_opts o = test_opts(cap, 4);
+	o.policy = SHMRING_POLICY_OVERWRITE;
+	struct shmring *r = NULL;
+	cr_assert_eq(shmring_create_anon("test_batch_ow", &o, &r), 0);
+	struct shmring_consumer *c = open_cons(r, SHMRING_START_OLDEST);
+	struct shmring_producer *p = open_prod(r);
+	static void *d[1024];
+	uint64_t seq = 0, s = seed_of_run() | 1;
+	const unsigned most = (unsigned)(cap / SHMRING_RECORD_SIZE(len));
+
+	int k = reserve_batch_checked(p, len, 1000, d, cap);
+	cr_assert_eq(k, (int)most, "one batch may hold a ringful (%u), got %d", most, k);
+	for (int i = 0; i < k; i++)
+		msg_fill(d[i], len, seq++);
+	cr_assert_eq(reserve_batch_checked(p, len, 1, d, cap), -ENOBUFS);
+	cr_assert_eq(shmring_commit(p), k);
+	for (int round = 0; round < 50; round++) {
+		unsigned n = 1 + (unsigned)(test_rnd(&s) % 100);
+		k = reserve_batch_checked(p, len, n, d, cap);
+		cr_assert_eq(k, (int)n, "overwrite: batch of %u gave %d", n, k);
+		for (int i = 0; i < k; i++)
+			msg_fill(d[i], len, seq++);
+		cr_assert_eq(shmring_commit(p), k);
+	}
+	static _Alignas(8) uint8_t b[4096];
+	size_t got;
+	int rc = shmring_recv(c, b, sizeof(b), &got);
+	cr_assert_eq(rc, -EOVERFLOW, "a consumer lapped many times: %s", shmring_strerror(rc));
+	uint64_t lost = 0;
+	cr_assert_eq(shmring_lost(c, &lost), 0);
+	uint64_t next = lost, nread = 0;
+	while ((rc = shmring_recv(c, b, sizeof(b), &got)) == 0) {
+		cr_assert(is_msg(b, got, next, len), "after losing %llu, message %llu is wrong",
+			  ull(lost), ull(next));
+		next++;
+		nread++;
+	}
+	cr_assert_eq(rc, -EAGAIN);
+	cr_assert_eq(next, seq, "read %llu + lost %llu != sent %llu", ull(nread), ull(lost),
+		     ull(seq));
+	cr_assert_leq(nread, most);
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* Across processes: a producer publishes with reserve_batch_wait (batches of
+ * random size, one length per run of 64 sequence numbers) while a consumer
+ * checks every message; a small ring makes many batches come back short. */
+#define RB_RUN 64
+
+static size_t rb_len(uint64_t seed, uint64_t seq)
+{
+	return msg_len(seed, seq / RB_RUN, 512);
+}
+
+struct rb_fig {
+	uint64_t got, batches, short_batches, bad;
+};
+
+static int rb_producer(struct shmring *r, uint64_t seed, uint64_t n, struct rb_fig *f)
+{
+	struct shmring_producer *p;
+	if (shmring_producer_open(r, &p))
+		return 1;
+	void *d[RB_RUN];
+	uint64_t s = seed * 5 | 1;
+	for (uint64_t seq = 0; seq < n;) {
+		/* Up to the end of this run of one length. */
+		uint64_t left = RB_RUN - seq % RB_RUN;
+		if (left > n - seq)
+			left = n - seq;
+		unsigned want = 1 + (unsigned)(test_rnd(&s) % left);
+		size_t len = rb_len(seed, seq);
+		struct timespec dl;
+		shmring_deadline(&dl, WAIT_NS);
+		int k = shmring_reserve_batch_wait(p, len, want, d, &dl);
+		if (k < 1 || (unsigned)k > want) {
+			fprintf(stderr, "producer: reserve_batch_wait of %u at %llu: %d (%s)\n", want,
+				ull(seq), k, shmring_strerror(k));
+			return 1;
+		}
+		f->batches++;
+		f->short_batches += (unsigned)k < want;
+		for (int i = 0; i < k; i++)
+			msg_fill(d[i], len, seq++);
+		if (shmring_commit(p) != k)
+			return 1;
+	}
+	return shmring_producer_close(p) ? 1 : 0;
+}
+
+static int rb_consumer(struct shmring_consumer *c, uint64_t seed, struct rb_fig *f)
+{
+	static _Alignas(8) uint8_t buf[64 * 1024];
+	static uint8_t e[1024];
+	struct shmring_msg msgs[64];
+	uint64_t seq = 0;
+	for (;;) {
+		struct timespec dl;
+		shmring_deadline(&dl, WAIT_NS);
+		int n = shmring_recv_batch_wait(c, buf, sizeof(buf), msgs, 64, &dl);
+		if (n == -EPIPE)
+			break;
+		if (n <= 0)
+			return 1;
+		for (int i = 0; i < n; i++, seq++) {
+			size_t len = rb_len(seed, seq);
+			msg_fill(e, len, seq);
+			if (msgs[i].len != len || memcmp(msgs[i].data, e, len)) {
+				fprintf(stderr, "consumer: message %llu wrong (len %zu, want %zu)\n",
+					ull(seq), msgs[i].len, len);
+				f->bad++;
+				return 1;
+			}
+		}
+	}
+	f->got = seq;
+	return 0;
+}
+
+Test(batch, reserve_batch_across_processes, .timeout = 300)
+{
+	uint64_t n = test_env("SHMRING_TEST_BATCH_MESSAGES", 1000000);
+	uint64_t seed = seed_of_run();
+	struct shmring *r = new_ring(16 << 10, 4);
+	struct rb_fig *f = test_shared_zero(2 * sizeof(*f));
+	struct shmring_consumer *c = open_cons(r, SHMRING_START_OLDEST);
+	pid_t pids[2];
+	for (int i = 0; i < 2; i++) {
+		pids[i] = test_spawn();
+		if (pids[i] == 0)
+			_exit(i == 0 ? rb_producer(r, seed, n, &f[0]) : rb_consumer(c, seed, &f[1]));
+	}
+	int st[2];
+	for (int i = 0; i < 2; i++)
+		st[i] = test_wait(pids[i]);
+	printf("reserve_batch across processes: %llu messages in %llu batches, %llu short "
+	       "(seed %llu)\n", ull(n), ull(f[0].batches), ull(f[0].short_batches), ull(seed));
+	cr_assert_eq(st[0], 0, "producer failed (seed %llu)", ull(seed));
+	cr_assert_eq(st[1], 0, "consumer failed (seed %llu)", ull(seed));
+	cr_assert_eq(f[1].got, n, "consumer got %llu of %llu", ull(f[1].got), ull(n));
+	/* The ring holds about 30 batches: the producer must have met a full
+	 * ring and taken what fit. */
+	cr_assert_gt(f[0].short_batches, 0, "no batch came back short: the partial path was not run");
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
 }
