@@ -578,10 +578,13 @@ SHMRING_API int shmring_lost(const struct shmring_consumer *consumer, uint64_t *
 
 /*
  * Sets how long a waiting call spins before it sleeps, in nanoseconds, for
- * endpoints of this handle (default 20000; 0 sleeps at once).  Spinning costs
- * a core; sleeping costs a futex wake-up of tens of microseconds.  May be
- * called at any time, also while another thread waits (it then applies to
- * the next wait).  Returns 0, or -EINVAL for NULL.
+ * endpoints of this handle (0 sleeps at once).  Without this call the spin
+ * adapts, per endpoint: it starts at 20000, doubles (up to 1000000) after
+ * each sleep that ended within a millisecond, since spinning would have
+ * avoided it, and halves (not below 20000) after a longer one.  Spinning
+ * costs a core; sleeping costs a futex wake-up of tens of microseconds.  May
+ * be called at any time, also while another thread waits (it then applies
+ * to the next wait).  Returns 0, or -EINVAL for NULL.
  */
 SHMRING_API int shmring_set_spin(struct shmring *ring, uint64_t spin_ns);
 

@@ -2,7 +2,10 @@
 /*
  * Floors and kernel IPC baselines:
  *   cacheline  bare ping-pong on two cache lines (the floor of a polling
- *              round trip)
+ *              round trip); K_STALL: a bare spinning stream, one side
+ *              storing a counter, the other timing the gaps between the
+ *              values it sees (the floor of sleeps that no bounded spin
+ *              avoids: the machine itself stops a side that long)
  *   futex      bare futex ping-pong and one-way futex wake (the floor of a
  *              sleeping consumer)
  *   memcpy     one core copying `size` bytes into a ring-sized buffer
@@ -46,9 +49,54 @@ static void cl_depth(const struct params *p, char *buf, size_t len)
 	snprintf(buf, len, "1 line each way");
 }
 
+static int stall_child(struct bench *b, struct lines *l, int role)
+{
+	if (role == 0) {
+		uint64_t end = pf_now_ns() + b->p.n, v = 0;
+		atomic_store(&l->ping, 1);
+		while (!atomic_load_explicit(&l->pong, memory_order_acquire))
+			relax();
+		for (;;) {
+			for (int i = 0; i < 256; i++) {
+				atomic_store_explicit(&l->stamp, ++v, memory_order_release);
+				relax();
+			}
+			if (pf_now_ns() >= end)
+				break;
+		}
+		atomic_store_explicit(&l->stamp, UINT64_MAX, memory_order_release);
+		return 0;
+	}
+	static const double th_ns[3] = {20e3, 200e3, 1e6};
+	uint64_t th[3];
+	for (int i = 0; i < 3; i++)
+		th[i] = (uint64_t)(th_ns[i] * g_ticks_per_ns);
+	while (!atomic_load_explicit(&l->ping, memory_order_acquire))
+		relax();
+	atomic_store(&l->pong, 1);
+	uint64_t last = ticks(), seen = 0;
+	for (;;) {
+		uint64_t v = atomic_load_explicit(&l->stamp, memory_order_acquire);
+		if (v == seen) {
+			relax();
+			continue;
+		}
+		if (v == UINT64_MAX)
+			break;
+		uint64_t t = ticks();
+		for (int i = 0; i < 3; i++)
+			b->gaps[i] += t - last > th[i];
+		last = t;
+		seen = v;
+	}
+	return 0;
+}
+
 static int cl_child(struct bench *b, void *priv, int role)
 {
 	struct lines *l = priv;
+	if (b->p.kind == K_STALL)
+		return stall_child(b, l, role);
 	uint64_t n = b->p.n, skip = warm_skip(n);
 	if (role == 0) {
 		tput_start(b);

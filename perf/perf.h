@@ -22,7 +22,8 @@ enum kind {
 	K_TPUT,  /* one producer sends n messages, consumers receive them */
 	K_RTT,   /* ping-pong: role 0 sends, role 1 echoes, iters round trips */
 	K_WAKE,  /* role 1 sleeps; role 0 wakes it: one-way wake latency */
-	K_MEMCPY /* role 0 alone: memcpy bandwidth */
+	K_MEMCPY,/* role 0 alone: memcpy bandwidth */
+	K_STALL  /* bare spinning pair for n ns: how often the stream stalls */
 };
 
 /* Capabilities of a mechanism (struct mech.caps). */
@@ -129,6 +130,7 @@ struct bench {
 	int64_t syscalls[MAX_ROLES]; /* system calls in the timed loop, -1 unknown */
 	uint64_t commits;         /* K_WAKE: batches committed */
 	long nvcsw[MAX_ROLES];    /* voluntary context switches in the loop */
+	uint64_t gaps[3];         /* K_STALL: stalls over 20 us, 200 us, 1 ms */
 	/* K_WAKE hand-shake: the consumer's count of messages seen. */
 	_Atomic uint64_t seen __attribute__((aligned(64)));
 	char errmsg[ERRMSG];

@@ -11,6 +11,19 @@
 #include "shmring.h"
 
 #define DEFAULT_SPIN_NS 20000u
+/* Adaptive spin (no shmring_set_spin() on the handle), per endpoint: starts
+ * at DEFAULT_SPIN_NS; after a sleep, doubles (up to SPIN_MAX_NS) if at least
+ * SPIN_STREAK waits since the previous sleep ended while spinning and the
+ * sleep was short enough that a longer spin would have avoided it; else
+ * halves (not below the default).  The streak keeps an endpoint whose
+ * waits mostly sleep (its peer cannot run while it spins: more endpoints
+ * than CPUs) from spinning longer. */
+#define SPIN_MAX_NS 1000000u
+#define SPIN_STREAK 64u
+struct spin_state {
+	uint64_t ns;            /* current budget (0: not yet set) */
+	uint32_t streak;        /* waits that ended while spinning since a sleep */
+};
 /* A blocked producer looks for dead cursors this often; a consumer with
  * nothing to read checks the producer this often. */
 #define REAP_NS 20000000u
@@ -32,6 +45,7 @@ struct shmring {
 	struct shm_geom g;
 	uint32_t policy;
 	_Atomic uint64_t spin_ns;
+	_Atomic int spin_fixed; /* shmring_set_spin() was called: no adapting */
 	_Atomic int eintr;      /* shmring_set_eintr() */
 	_Atomic uint64_t *armed; /* bitmap: slots whose notification this
 	                         * process armed through this handle (their
@@ -65,6 +79,7 @@ struct shmring_producer {
 	int lockfd;             /* our open file description: the producer lock */
 	uint64_t last_reap;     /* when we last looked for dead cursors */
 	uint32_t eagain;        /* -EAGAIN returns since then */
+	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
 	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
 	a32 shut_req;           /* shutdown asked while busy: done on the way out */
@@ -93,6 +108,7 @@ struct shmring_consumer {
 	int prod_gone;          /* the producer was found dead (re-checked) */
 	uint32_t eagain;        /* -EAGAIN returns since the last check */
 	uint64_t last_check;    /* when we last checked the producer */
+	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
 	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
 	a32 intr;               /* shmring_consumer_interrupt() pending */
@@ -177,7 +193,7 @@ int asym_fence(void);
 /* ring.c */
 void endpoint_add(struct shmring *r, pid_t *opener);
 void endpoint_del(struct shmring *r, pid_t opener);
-uint64_t spin_ns(const struct shmring *r);
+uint64_t spin_ns(const struct shmring *r, const struct spin_state *adaptive);
 
 int claim_slot(struct shmring *r, int lockfd, struct shm_slot **out);
 int producer_gone(struct shmring_consumer *c);

@@ -430,12 +430,18 @@ SHMRING_API int shmring_set_spin(struct shmring *ring, uint64_t ns)
 	if (!ring)
 		return -EINVAL;
 	atomic_store_explicit(&ring->spin_ns, ns, memory_order_relaxed);
+	atomic_store_explicit(&ring->spin_fixed, 1, memory_order_relaxed);
 	return 0;
 }
 
-uint64_t spin_ns(const struct shmring *r)
+/* How long a wait spins: the value set with shmring_set_spin(), or the
+ * endpoint's adaptive budget (see SPIN_MAX_NS). */
+uint64_t spin_ns(const struct shmring *r, const struct spin_state *adaptive)
 {
-	return atomic_load_explicit(&((struct shmring *)r)->spin_ns, memory_order_relaxed);
+	struct shmring *w = (struct shmring *)r;
+	if (atomic_load_explicit(&w->spin_fixed, memory_order_relaxed))
+		return atomic_load_explicit(&w->spin_ns, memory_order_relaxed);
+	return adaptive->ns ? adaptive->ns : DEFAULT_SPIN_NS;
 }
 
 /* Endpoints are counted per process: after fork() the child may close the

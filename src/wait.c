@@ -257,16 +257,40 @@ a32 *consumer_word(const struct shmring_consumer *c)
  * group's futex, counted in the group's gsleep and the ring's gsleepers, so
  * that the producer wakes one member per record instead of all of them.
  */
+/* After a wait that slept slept_ns: see SPIN_MAX_NS.  Only without
+ * shmring_set_spin(). */
+static void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns)
+{
+	if (atomic_load_explicit(&((struct shmring *)r)->spin_fixed, memory_order_relaxed))
+		return;
+	uint64_t s = sp->ns ? sp->ns : DEFAULT_SPIN_NS;
+	if (sp->streak >= SPIN_STREAK && slept_ns <= SPIN_MAX_NS)
+		s = s >= SPIN_MAX_NS / 2 ? SPIN_MAX_NS : 2 * s;
+	else
+		s = s / 2 < DEFAULT_SPIN_NS ? DEFAULT_SPIN_NS : s / 2;
+	sp->ns = s;
+	sp->streak = 0;
+}
+
+/* A wait that ended while spinning. */
+static inline void spin_won(struct spin_state *sp)
+{
+	if (sp->streak < SPIN_STREAK)
+		sp->streak++;
+}
+
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 {
-	uint64_t start = now_ns(), spin = spin_ns(c->r);
+	uint64_t start = now_ns(), spin = spin_ns(c->r, &c->spin);
 	a32 *word = consumer_word(c);
 	a32 *count = c->grp ? &c->cs->gsleepers : &c->cs->sleepers;
 	a32 *gcount = c->grp ? &c->grp->gsleep : NULL;
 
 	for (unsigned i = 1; spin; i++) {
-		if (consumer_ready(c))
+		if (consumer_ready(c)) {
+			spin_won(&c->spin);
 			return 0;
+		}
 		if (take_intr(&c->intr))
 			return -EINTR;
 		cpu_relax();
@@ -278,6 +302,7 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 				break;
 		}
 	}
+	uint64_t asleep = now_ns();
 	for (;;) {
 		uint32_t v = load_acquire(word);
 		if (gcount)
@@ -297,8 +322,10 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 		atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
 		if (gcount)
 			atomic_fetch_sub_explicit(gcount, 1, memory_order_relaxed);
-		if (now || consumer_ready(c))
+		if (now || consumer_ready(c)) {
+			spin_adapt(c->r, &c->spin, now_ns() - asleep);
 			return 0;
+		}
 		if (take_intr(&c->intr) || (rc == -EINTR && want_eintr(c->r)))
 			return -EINTR;
 		if (rc == -ETIMEDOUT && capped) {
@@ -320,7 +347,7 @@ static int has_room(struct shmring_producer *p, uint64_t end)
 
 int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespec *deadline)
 {
-	uint64_t start = now_ns(), spin = spin_ns(p->r);
+	uint64_t start = now_ns(), spin = spin_ns(p->r, &p->spin);
 
 	for (unsigned i = 1; spin; i++) {
 		cpu_relax();
@@ -330,8 +357,10 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 			return -EINTR;
 		if ((i & 63) == 0) {
 			refresh_limit(p);
-			if (has_room(p, end))
+			if (has_room(p, end)) {
+				spin_won(&p->spin);
 				return 0;
+			}
 			uint64_t t = now_ns();
 			if (deadline && t >= ts_ns(deadline))
 				return -ETIMEDOUT;
@@ -339,6 +368,7 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 				break;
 		}
 	}
+	uint64_t asleep = now_ns();
 	for (;;) {
 		uint32_t v = load_acquire(&p->cs->prod_wake_seq);
 		store_relaxed(&p->cs->prod_waiting, 1);
@@ -355,8 +385,10 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 			0 : futex_wait_until(&p->cs->prod_wake_seq, v, dl);
 		store_relaxed(&p->cs->prod_waiting, 0);
 		refresh_limit(p);
-		if (has_room(p, end))
+		if (has_room(p, end)) {
+			spin_adapt(p->r, &p->spin, now_ns() - asleep);
 			return 0;
+		}
 		if (load_relaxed(&p->shut_req))
 			return -EPIPE;
 		if (take_intr(&p->intr) || (rc == -EINTR && want_eintr(p->r)))
