@@ -408,8 +408,10 @@ static int tput_role(struct bench *b, const struct ioxcase *c, int role)
 	if (!buf)
 		rc = fail(b, "out of memory");
 	if (!rc && !(rc = connected(b, NULL, sub))) {
-		attached(b);
+		/* Counting starts before the producer may: enabling the counter
+		 * can take milliseconds, which must not fall in the timed loop. */
 		loop_begin(b, &lm);
+		attached(b);
 		for (uint64_t seq = 0; seq < p->n; seq++) {
 			const void *d;
 			if ((rc = take(b, sub, &d)))

@@ -333,8 +333,10 @@ static int generic_child(struct bench *b, struct fds *f, int role, xfer_fn tx, x
 		loop_end(b, &lm, 0);
 		return 0;
 	}
-	attached(b);
+	/* Counting starts before the producer may: enabling the counter
+	 * can take milliseconds, which must not fall in the timed loop. */
 	loop_begin(b, &lm);
+	attached(b);
 	for (uint64_t seq = 0; seq < p->n;) {
 		unsigned k = p->n - seq < batch ? (unsigned)(p->n - seq) : batch;
 		if (rx(b, f, 0, buf, k))

@@ -148,8 +148,10 @@ static int tput_consumer(struct bench *b, struct shmring *r, int role)
 		CHECK(shmring_group_open(r, "perf", SHMRING_START_OLDEST, &c));
 	else
 		CHECK(shmring_consumer_open(r, SHMRING_START_OLDEST, &c));
-	attached(b);
+	/* Counting starts before the producer may: enabling the counter
+	 * can take milliseconds, which must not fall in the timed loop. */
 	loop_begin(b, &lm);
+	attached(b);
 	for (;;) {
 		int n;
 		if (p->zc) {

@@ -198,8 +198,10 @@ static int pool_child(struct bench *b, void *priv, int role)
 	char *buf = malloc(size);
 	if (!buf)
 		return fail(b, "out of memory");
-	attached(b);
+	/* Counting starts before the producer may: enabling the counter
+	 * can take milliseconds, which must not fall in the timed loop. */
 	loop_begin(b, &lm);
+	attached(b);
 	for (uint64_t seq = 0; seq < p->n;) {
 		unsigned k = take(o, pl->q[0], v, batch);
 		for (unsigned j = 0; j < k; j++) {
@@ -407,8 +409,10 @@ static int fan_consumer(struct bench *b, struct fan *f, int role)
 	char *buf = malloc(p->size);
 	if (!buf)
 		return fail(b, "out of memory");
-	attached(b);
+	/* Counting starts before the producer may: enabling the counter
+	 * can take milliseconds, which must not fall in the timed loop. */
 	loop_begin(b, &lm);
+	attached(b);
 	for (;;) {
 		void *x;
 		while (!(p->group ? ck_ring_dequeue_spmc(&d->r, d->buf, &x)

@@ -568,6 +568,7 @@ static void scen_wake(void)
 	       g_cpu[0], g_cpu[1], lat_head);
 	struct result *fx = NULL;
 	struct mech *ms[] = {&mech_futex, &mech_shmring};
+	int hold = syscalls_hold();
 	for (unsigned i = 0; i < 2; i++) {
 		if (!selected(ms[i]))
 			continue;
@@ -581,8 +582,10 @@ static void scen_wake(void)
 		}
 		print_row(r);
 	}
-	if (!selected(&mech_shmring))
+	if (!selected(&mech_shmring)) {
+		syscalls_release(hold);
 		return;
+	}
 	printf("  system calls of the producer per committed batch, consumer asleep each time:\n");
 	static const unsigned batches[] = {1, 32};
 	for (unsigned i = 0; i < 2; i++) {
@@ -596,6 +599,7 @@ static void scen_wake(void)
 		else if (r)
 			printf("    batch %2u: FAILED: %s\n", batches[i], r->note);
 	}
+	syscalls_release(hold);
 }
 
 static void scen_fanout(void)
@@ -656,6 +660,7 @@ static void scen_syscalls(void)
 	       syscalls_countable() ? "" : " NOT AVAILABLE: counts are n/a");
 	static const size_t sizes[] = {64, 4096};
 	static const unsigned batches[] = {1, 32};
+	int hold = syscalls_hold();
 	for (unsigned si = 0; si < 2; si++)
 		for (unsigned bi = 0; bi < 2; bi++) {
 			struct params p = {.kind = K_TPUT, .size = sizes[si], .batch = batches[bi],
@@ -684,13 +689,17 @@ static void scen_syscalls(void)
 			struct result *x = &res[k];
 			if (!x->ok || strcmp(x->scen, "syscalls") || strcmp(x->mech, "shmring"))
 				continue;
+			/* The case's rate in the throughput scenario, where it
+			 * ran with nothing counted; else its own. */
+			struct result *t = find("throughput", "shmring", x->p.size, x->p.batch, 1, 0,
+						1, 0);
+			double rate = t && t->ok ? t->med : x->med;
 			/* Each stall over the spin cap costs the sleeper a
 			 * membarrier and a futex wait, and the waker a wake. */
-			x->sys_floor = 3.0 * g_stalls[2] / x->med * 1e6;
+			x->sys_floor = 3.0 * g_stalls[2] / rate * 1e6;
 			printf("    %5zu B batch %2u at %.3g msg/s: a waiter spinning at most 1 ms "
 			       "sleeps at least %.3g times per million (%.3g system calls)\n",
-			       x->p.size, x->p.batch, x->med, g_stalls[2] / x->med * 1e6,
-			       x->sys_floor);
+			       x->p.size, x->p.batch, rate, g_stalls[2] / rate * 1e6, x->sys_floor);
 		}
 	} else {
 		printf("  bare spinning pair: FAILED: %s\n", b ? b->errmsg : "out of memory");
@@ -708,6 +717,7 @@ static void scen_syscalls(void)
 			printf("  %-10s 64 B batch  1     %9.0f %9.0f   %9.0f / %.0f\n", m->name,
 			       r->sys_per_m[0], r->sys_per_m[1], r->nvcsw_per_m[0], r->nvcsw_per_m[1]);
 	}
+	syscalls_release(hold);
 }
 
 /* ---- report: machine, targets, CSV, JSON, plots ------------------------- */

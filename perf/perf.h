@@ -225,6 +225,9 @@ void loop_begin(struct bench *b, struct loopmark *m);
 void loop_end(struct bench *b, struct loopmark *m, int role);
 /* Whether system calls can be counted here (raw_syscalls tracepoint). */
 int syscalls_countable(void);
+/* Keeps the tracepoint registered while counting cases run (-1 if not). */
+int syscalls_hold(void);
+void syscalls_release(int fd);
 
 /* Producer/ponger side helpers for K_TPUT: the producer calls this when it
  * starts; a consumer calls tput_done() after its last message. */

@@ -216,6 +216,21 @@ static int counter_open(void)
 	return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
+/* An open counter keeps the kernel's raw_syscalls tracepoint registered:
+ * the first open registers it, which patches code on every CPU and stalls
+ * both sides for milliseconds, and the last close unregisters it.  Held
+ * across a scenario, the roles' own opens and closes find it registered. */
+int syscalls_hold(void)
+{
+	return counter_open();
+}
+
+void syscalls_release(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
 int syscalls_countable(void)
 {
 	int fd = counter_open();
