@@ -56,7 +56,8 @@
  *   - LTL "eventually everybody finished" (ltl done), under weak fairness:
  *     no lost wake-up and no livelock.
  *
- * Each step names the line of C it stands for (src/ at commit a144a4e).
+ * Each step names the line of C it stands for (src/ at commit a144a4e), or,
+ * for the wake_armed flag of layout 4, its function.
  * The lines tagged with a seeded-bug marker are what run-model.sh removes
  * or changes in its seeded-bug copies.
  */
@@ -78,7 +79,8 @@
 #define A_PWAIT    4   /* cs->prod_waiting */
 #define A_PWS      5   /* cs->prod_wake_seq: producer's futex */
 #define A_CUR0     6   /* slot[0].pos, slot[1].pos: the cursors */
-#define A_DATA0    8   /* data[0..N-1]: the record at each index */
+#define A_ARMED    8   /* cs->wake_armed (layout 4) */
+#define A_DATA0    9   /* data[0..N-1]: the record at each index */
 #define NADDR      (A_DATA0 + N)
 
 byte mem[NADDR];
@@ -155,10 +157,21 @@ end:	do
  * fenced only if not light. */
 inline wake_consumers()
 {
+	/* Since layout 4 the waker looks at wake_armed, not at the sleeper
+	 * count, and takes it by exchange: one wake per arming
+	 * (internal.h wake_consumers(), wait.c wake_consumers_slow()). */
 	if
-	:: mem[A_SLEEPERS] > 0 ->                      /* wait.c:210 load_relaxed(sleepers) */
-		RMW_ADD(PROD, A_WS, 1);                /* wait.c:211 fetch_add(wake_seq) */
-		futex_wake(A_WS)                       /* wait.c:212 futex_wake(INT_MAX) */
+	:: mem[A_ARMED] != 0 ->                        /* load_relaxed(wake_armed) */
+		atomic {                               /* exchange(wake_armed, 0) */
+			len(sb[PROD]) == 0 -> x = mem[A_ARMED]; mem[A_ARMED] = 0
+		}
+		if
+		:: x != 0 ->
+			RMW_ADD(PROD, A_WS, 1);        /* fetch_add(wake_seq) */
+			futex_wake(A_WS)               /* futex_wake(INT_MAX) */
+		:: else -> skip
+		fi;
+		x = 0
 	:: else -> skip
 	fi
 }
@@ -174,7 +187,7 @@ inline cursor_min()
 
 proctype producer()
 {
-	byte seq = 0, c0, c1, lim, v, i, ba, bv, quiet;
+	byte seq = 0, c0, c1, lim, v, i, ba, bv, quiet, x;
 	/* shmring_send_wait() -> send(), producer.c:499-507, 474-487 */
 	do
 	:: seq == NMSG -> break
@@ -284,6 +297,7 @@ proctype consumer(byte me)
 				 * re-checks consumer_ready()). */
 				v = mem[A_WS];         /* wait.c:296 load_acquire(wake_seq) */
 				RMW_ADD(me, A_SLEEPERS, 1);  /* wait.c:299 fetch_add(sleepers) */
+				STORE(me, A_ARMED, 1); /* wait_for_data(): store_relaxed(wake_armed, 1) */
 				FENCE(me);             /* wait.c:300 fence_full() */
 				membarrier_consumer(); /*@BUG-MEMBARRIER@ wait.c:301 asym_fence() */
 				/* wait.c:302 consumer_ready() -> has_data(), wait.c:246-249, 238-244 */

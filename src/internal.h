@@ -163,9 +163,10 @@ static inline void waker_fence(int light)
 
 /*
  * Producer side, after publishing n records or closing (n = INT_MAX): wakes
- * broadcast sleepers, up to n members of each group with sleepers, and the
- * armed notifications.  Inline down to the loads of the sleeper counts, which
- * share one line that nobody writes while nobody sleeps.  The caller stored
+ * broadcast sleepers (once per arming of wake_armed), up to n members of
+ * each group with sleepers, and the armed notifications.  Inline down to
+ * the loads of the flags, which share one line that nobody writes while
+ * nobody sleeps.  The caller stored
  * tail or closed before the fence; pairs with the fence and asym_fence() in
  * wait_for_data() after a sleeper announces itself, and with the fence in
  * shmring_notify() after arming.
@@ -173,7 +174,7 @@ static inline void waker_fence(int light)
 static inline void wake_consumers(struct shmring *r, int n, int light)
 {
 	waker_fence(light);
-	if (load_relaxed(&r->cs->sleepers) | load_relaxed(&r->cs->gsleepers) |
+	if (load_relaxed(&r->cs->wake_armed) | load_relaxed(&r->cs->gsleepers) |
 	    load_relaxed(&r->cs->notifiers))
 		wake_consumers_slow(r, n);
 }

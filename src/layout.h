@@ -22,7 +22,7 @@
 #include "atomics.h"
 
 #define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
-#define SHMRING_LAYOUT_VERSION 3u
+#define SHMRING_LAYOUT_VERSION 4u
 #define SLOT_SIZE 128u
 #define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
 
@@ -114,7 +114,11 @@ struct shm_cshared {
 	                        * consumer-writable memory, so that a consumer
 	                        * can interrupt its own sleep) */
 	a32 notifiers;         /* slots with a notification armed */
-	uint8_t pad[LINE - 32];
+	a32 wake_armed;        /* 1: a broadcast consumer may sleep on wake_seq
+	                        * and nobody has woken it since it armed this
+	                        * (layout 4): one wake per sleep, not one per
+	                        * commit while a sleeper is on its way down */
+	uint8_t pad[LINE - 36];
 };
 _Static_assert(offsetof(struct shm_cshared, sleepers) == 0, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_waiting) == 4, "layout");
@@ -124,6 +128,7 @@ _Static_assert(offsetof(struct shm_cshared, gsleepers) == 16, "layout");
 _Static_assert(offsetof(struct shm_cshared, glock) == 20, "layout");
 _Static_assert(offsetof(struct shm_cshared, wake_seq) == 24, "layout");
 _Static_assert(offsetof(struct shm_cshared, notifiers) == 28, "layout");
+_Static_assert(offsetof(struct shm_cshared, wake_armed) == 32, "layout");
 _Static_assert(sizeof(struct shm_cshared) == LINE, "layout");
 
 enum { SLOT_FREE = 0, SLOT_CLAIMED = 1, SLOT_ACTIVE = 2 };

@@ -201,7 +201,11 @@ static void wake_groups(struct shmring *r, int n)
  * record, since each record goes to one member. */
 void wake_consumers_slow(struct shmring *r, int n)
 {
-	if (load_relaxed(&r->cs->sleepers)) {
+	/* One waker per arming: every broadcast sleeper read wake_seq before
+	 * it armed, so the bump after taking the flag reaches all of them;
+	 * one that arms later leaves the flag set for the next commit. */
+	if (load_relaxed(&r->cs->wake_armed) &&
+	    atomic_exchange_explicit(&r->cs->wake_armed, 0, memory_order_acq_rel)) {
 		atomic_fetch_add_explicit(&r->cs->wake_seq, 1, memory_order_release);
 		futex_wake(&r->cs->wake_seq, INT_MAX);
 	}
@@ -308,6 +312,8 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 		if (gcount)
 			atomic_fetch_add_explicit(gcount, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+		if (!gcount) /* after reading v: see wake_consumers_slow() */
+			store_relaxed(&c->cs->wake_armed, 1);
 		fence_full(); /* pairs with the fence in wake_consumers() */
 		int alone = asym_fence();
 		int now = consumer_ready(c), capped = 0;
