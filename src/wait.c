@@ -9,7 +9,11 @@
  *            FUTEX_WAKE
  * Either the waker sees the announcement, or the sleeper's re-check sees the
  * new state.  Reading v before announcing means a bump made by a waker that
- * saw the announcement always makes FUTEX_WAIT return at once.
+ * saw the announcement always makes FUTEX_WAIT return at once.  The
+ * producer and the broadcast consumers announce with a flag
+ * (prod_waiting, wake_armed) that the one waker to see it takes by
+ * exchange, so a sleep costs one wake, not one per commit or release made
+ * while the sleeper is on its way down; group members announce with counts.
  * The futex words are shared between processes: never FUTEX_PRIVATE_FLAG.
  *
  * The waker's full fence sits on the hot path (every commit, every release)
