@@ -579,9 +579,12 @@ SHMRING_API int shmring_lost(const struct shmring_consumer *consumer, uint64_t *
 /*
  * Sets how long a waiting call spins before it sleeps, in nanoseconds, for
  * endpoints of this handle (0 sleeps at once).  Without this call the spin
- * adapts, per endpoint: it starts at 20000, doubles (up to 1000000) after
- * each sleep that ended within a millisecond, since spinning would have
- * avoided it, and halves (not below 20000) after a longer one.  Spinning
+ * adapts, per endpoint: it starts at 20000; after a sleep it doubles (up to
+ * 1000000) if the sleep ended within a millisecond and the 64 waits before
+ * it ended while spinning, else it halves (not below 20000).  So a stream
+ * that seldom stops spins through its occasional stalls, while an endpoint
+ * whose waits mostly end in sleep (a quiet ring, pauses longer than the
+ * spin, more waiters than CPUs) keeps the short spin.  Spinning
  * costs a core; sleeping costs a futex wake-up of tens of microseconds.  May
  * be called at any time, also while another thread waits (it then applies
  * to the next wait).  Returns 0, or -EINVAL for NULL.
