@@ -75,7 +75,7 @@
 #define A_TAIL     0   /* prod->tail                      layout.h shm_prod */
 #define A_CLOSED   1   /* prod->closed */
 #define A_WS       2   /* cs->wake_seq: consumers' futex  layout.h shm_cshared */
-#define A_SLEEPERS 3   /* cs->sleepers */
+/* 3: cs->sleepers of layout 3, no longer used */
 #define A_PWAIT    4   /* cs->prod_waiting */
 #define A_PWS      5   /* cs->prod_wake_seq: producer's futex */
 #define A_CUR0     6   /* slot[0].pos, slot[1].pos: the cursors */
@@ -296,7 +296,6 @@ proctype consumer(byte me)
 				 * (after the spin phase, wait.c:281-294, which only
 				 * re-checks consumer_ready()). */
 				v = mem[A_WS];         /* wait.c:296 load_acquire(wake_seq) */
-				RMW_ADD(me, A_SLEEPERS, 1);  /* wait.c:299 fetch_add(sleepers) */
 				STORE(me, A_ARMED, 1); /* wait_for_data(): store_relaxed(wake_armed, 1) */
 				FENCE(me);             /* wait.c:300 fence_full() */
 				membarrier_consumer(); /*@BUG-MEMBARRIER@ wait.c:301 asym_fence() */
@@ -305,8 +304,7 @@ proctype consumer(byte me)
 				if
 				:: !now -> futex_wait(me, A_WS, v)   /* wait.c:310 futex_wait_until() */
 				:: else -> skip
-				fi;
-				RMW_ADD(me, A_SLEEPERS, 255) /* wait.c:311 fetch_sub(sleepers) */
+				fi
 				/* wait.c:314-315 return 0 if ready, else loop: our
 				 * loop re-checks at the top, then sleeps again. */
 			fi

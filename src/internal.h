@@ -21,7 +21,7 @@
 #define SPIN_MAX_NS 1000000u
 #define SPIN_STREAK 64u
 struct spin_state {
-	uint64_t ns;            /* current budget (0: not yet set) */
+	uint64_t ns;            /* current budget, from DEFAULT_SPIN_NS */
 	uint32_t streak;        /* waits that ended while spinning since a sleep */
 };
 /* A blocked producer looks for dead cursors this often; a consumer with

@@ -104,7 +104,7 @@ _Static_assert(sizeof(struct shm_prod) == 256, "layout");
 
 /* The consumers' shared line, first in the consumer area. */
 struct shm_cshared {
-	a32 sleepers;          /* broadcast consumers inside the sleep protocol */
+	a32 unused0;           /* layout 3's broadcast sleeper count; 0 */
 	a32 prod_waiting;      /* 1 while the producer sleeps for room */
 	a32 prod_wake_seq;     /* futex the producer sleeps on */
 	a32 hiwater;           /* 1 + highest slot index ever claimed */
@@ -120,7 +120,7 @@ struct shm_cshared {
 	                        * commit while a sleeper is on its way down */
 	uint8_t pad[LINE - 36];
 };
-_Static_assert(offsetof(struct shm_cshared, sleepers) == 0, "layout");
+_Static_assert(offsetof(struct shm_cshared, unused0) == 0, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_waiting) == 4, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_wake_seq) == 8, "layout");
 _Static_assert(offsetof(struct shm_cshared, hiwater) == 12, "layout");

@@ -441,7 +441,7 @@ uint64_t spin_ns(const struct shmring *r, const struct spin_state *adaptive)
 	struct shmring *w = (struct shmring *)r;
 	if (atomic_load_explicit(&w->spin_fixed, memory_order_relaxed))
 		return atomic_load_explicit(&w->spin_ns, memory_order_relaxed);
-	return adaptive->ns ? adaptive->ns : DEFAULT_SPIN_NS;
+	return adaptive->ns;
 }
 
 /* Endpoints are counted per process: after fork() the child may close the

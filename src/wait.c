@@ -257,21 +257,13 @@ a32 *consumer_word(const struct shmring_consumer *c)
 	return c->grp ? &c->grp->futex : &c->cs->wake_seq;
 }
 
-/*
- * Waits until there may be data (or the ring is closed, or its producer
- * died): 0, -ETIMEDOUT, or -EINTR (an interrupt, or a signal with
- * shmring_set_eintr()).  A broadcast consumer sleeps on the consumers'
- * wake_seq, counted in the ring's `sleepers`; a group member sleeps on its
- * group's futex, counted in the group's gsleep and the ring's gsleepers, so
- * that the producer wakes one member per record instead of all of them.
- */
 /* After a wait that slept slept_ns: see SPIN_MAX_NS.  Only without
  * shmring_set_spin(). */
 static void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns)
 {
 	if (atomic_load_explicit(&((struct shmring *)r)->spin_fixed, memory_order_relaxed))
 		return;
-	uint64_t s = sp->ns ? sp->ns : DEFAULT_SPIN_NS;
+	uint64_t s = sp->ns;
 	if (sp->streak >= SPIN_STREAK && slept_ns <= SPIN_MAX_NS)
 		s = s >= SPIN_MAX_NS / 2 ? SPIN_MAX_NS : 2 * s;
 	else
@@ -287,12 +279,18 @@ static inline void spin_won(struct spin_state *sp)
 		sp->streak++;
 }
 
+/*
+ * Waits until there may be data (or the ring is closed, or its producer
+ * died): 0, -ETIMEDOUT, or -EINTR (an interrupt, or a signal with
+ * shmring_set_eintr()).  A broadcast consumer sleeps on the consumers'
+ * wake_seq, after arming wake_armed; a group member sleeps on its group's
+ * futex, counted in the group's gsleep and the ring's gsleepers, so that the
+ * producer wakes one member per record instead of all of them.
+ */
 int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 {
 	uint64_t start = now_ns(), spin = spin_ns(c->r, &c->spin);
 	a32 *word = consumer_word(c);
-	a32 *count = c->grp ? &c->cs->gsleepers : &c->cs->sleepers;
-	a32 *gcount = c->grp ? &c->grp->gsleep : NULL;
 
 	for (unsigned i = 1; spin; i++) {
 		if (consumer_ready(c)) {
@@ -313,11 +311,13 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 	uint64_t asleep = now_ns();
 	for (;;) {
 		uint32_t v = load_acquire(word);
-		if (gcount)
-			atomic_fetch_add_explicit(gcount, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
-		if (!gcount) /* after reading v: see wake_consumers_slow() */
+		if (c->grp) {
+			atomic_fetch_add_explicit(&c->grp->gsleep, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
+		} else {
+			/* After reading v: see wake_consumers_slow(). */
 			store_relaxed(&c->cs->wake_armed, 1);
+		}
 		fence_full(); /* pairs with the fence in wake_consumers() */
 		int alone = asym_fence();
 		int now = consumer_ready(c), capped = 0;
@@ -329,9 +329,10 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 		/* An interrupt after this check bumps the word, which we read
 		 * before: then the wait returns at once. */
 		int rc = now || load_relaxed(&c->intr) ? 0 : futex_wait_until(word, v, dl);
-		atomic_fetch_sub_explicit(count, 1, memory_order_relaxed);
-		if (gcount)
-			atomic_fetch_sub_explicit(gcount, 1, memory_order_relaxed);
+		if (c->grp) {
+			atomic_fetch_sub_explicit(&c->cs->gsleepers, 1, memory_order_relaxed);
+			atomic_fetch_sub_explicit(&c->grp->gsleep, 1, memory_order_relaxed);
+		}
 		if (now || consumer_ready(c)) {
 			spin_adapt(c->r, &c->spin, now_ns() - asleep);
 			return 0;
