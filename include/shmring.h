@@ -70,11 +70,13 @@
  * it dies.  Peers test it (F_OFD_GETLK) only off the hot path: a producer
  * that has waited 20 ms for room frees the cursors of dead
  * consumers and group members holding it back (a non-blocking producer does
- * so every 20 ms while it gets -EAGAIN); a consumer with nothing to read
- * checks the producer every 50 ms and, if it died, gets -EPIPE once it has
- * drained what was published; shmring_producer_open() takes over a ring
- * whose producer died; an attach that finds every slot taken frees those of
- * dead owners.  Pids play no part, so pid reuse and pid namespaces do not
+ * so every 20 ms while it gets -EAGAIN and the cursors stand still); a
+ * consumer with nothing to read checks the producer every 50 ms while the
+ * tail stands still and, if it died, gets -EPIPE once it has drained what
+ * was published.  Progress proves a peer alive, so endpoints that keep up
+ * with a steady stream make no such call.  shmring_producer_open() takes
+ * over a ring whose producer died; an attach that finds every slot taken
+ * frees those of dead owners.  Pids play no part, so pid reuse and pid namespaces do not
  * matter.  Limits: an endpoint opened before fork() shares its lock with the
  * child, so it counts as alive while either process lives (open endpoints in
  * the process that uses them); without /proc mounted there is no liveness

@@ -77,8 +77,10 @@ struct shmring_producer {
 	uint64_t head_seq;      /* overwrite: its sequence number */
 	uint32_t ver;           /* overwrite: our copy of prod->ver */
 	int lockfd;             /* our open file description: the producer lock */
-	uint64_t last_reap;     /* when we last looked for dead cursors */
-	uint32_t eagain;        /* -EAGAIN returns since then */
+	uint64_t last_reap;     /* when we last looked for dead cursors, or
+	                         * saw the limit move (to reap_limit) */
+	uint64_t reap_limit;    /* the limit then */
+	uint32_t eagain;        /* -EAGAIN returns (full) */
 	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
 	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
@@ -107,7 +109,9 @@ struct shmring_consumer {
 	int lockfd;             /* our open file description: the slot lock */
 	int prod_gone;          /* the producer was found dead (re-checked) */
 	uint32_t eagain;        /* -EAGAIN returns since the last check */
-	uint64_t last_check;    /* when we last checked the producer */
+	uint64_t last_check;    /* when we last checked the producer, or saw
+	                         * the tail move (to check_tail) */
+	uint64_t check_tail;    /* the tail then */
 	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
 	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
