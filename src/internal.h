@@ -12,12 +12,13 @@
 
 #define DEFAULT_SPIN_NS 20000u
 /* Adaptive spin (no shmring_set_spin() on the handle), per endpoint: starts
- * at DEFAULT_SPIN_NS; after a sleep, doubles (up to SPIN_MAX_NS) if at least
- * SPIN_STREAK waits since the previous sleep ended while spinning and the
- * sleep was short enough that a longer spin would have avoided it; else
- * halves (not below the default).  The streak keeps an endpoint whose
- * waits mostly sleep (its peer cannot run while it spins: more endpoints
- * than CPUs) from spinning longer. */
+ * at DEFAULT_SPIN_NS.  After a sleep, if at least SPIN_STREAK waits since
+ * the previous sleep ended while spinning: becomes twice the whole wait
+ * (spin + sleep, up to SPIN_MAX_NS) if the sleep was short enough that a
+ * longer spin would have avoided it, else stays.  Without the streak it
+ * halves (not below the default): that keeps an endpoint whose waits
+ * mostly sleep (a quiet ring; its peer cannot run while it spins: more
+ * endpoints than CPUs) from spinning longer. */
 #define SPIN_MAX_NS 1000000u
 #define SPIN_STREAK 64u
 struct spin_state {

@@ -264,10 +264,15 @@ static void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t 
 	if (atomic_load_explicit(&((struct shmring *)r)->spin_fixed, memory_order_relaxed))
 		return;
 	uint64_t s = sp->ns;
-	if (sp->streak >= SPIN_STREAK && slept_ns <= SPIN_MAX_NS)
-		s = s >= SPIN_MAX_NS / 2 ? SPIN_MAX_NS : 2 * s;
-	else
+	if (sp->streak >= SPIN_STREAK) {
+		/* The wait lasted s + slept_ns: a spin of twice that covers
+		 * the next one like it.  A stop longer than SPIN_MAX_NS leaves
+		 * the spin as it is: no spin would have covered it. */
+		if (slept_ns <= SPIN_MAX_NS)
+			s = 2 * (s + slept_ns) >= SPIN_MAX_NS ? SPIN_MAX_NS : 2 * (s + slept_ns);
+	} else {
 		s = s / 2 < DEFAULT_SPIN_NS ? DEFAULT_SPIN_NS : s / 2;
+	}
 	sp->ns = s;
 	sp->streak = 0;
 }
