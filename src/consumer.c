@@ -147,7 +147,7 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 	c->mask = r->g.capacity - 1;
 	c->max_message = r->g.max_message;
 	c->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
-	c->spin.ns = DEFAULT_SPIN_NS;
+	spin_init(&c->spin);
 	asym_register();
 	c->lockfd = live_open(r);
 	return c;

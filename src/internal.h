@@ -12,19 +12,29 @@
 
 #define DEFAULT_SPIN_NS 20000u
 /* Adaptive spin (no shmring_set_spin() on the handle), per endpoint: starts
- * at DEFAULT_SPIN_NS.  After a sleep, if at least SPIN_STREAK waits since
- * the previous sleep ended while spinning: becomes twice the whole wait
- * (spin + sleep, up to SPIN_MAX_NS) if the sleep was short enough that a
- * longer spin would have avoided it, else stays.  Without the streak it
+ * at DEFAULT_SPIN_NS.  After a sleep, if spinning pays here: the ring's
+ * endpoints fit on the machine's CPUs (else a spinner may keep the peer it
+ * waits for off the CPU), and either at least SPIN_STREAK waits since the
+ * previous sleep ended while spinning or the sleep was at most SPIN_NEAR
+ * times the spin (the peer was briefly held up).  Then the spin becomes
+ * twice the whole wait (spin + sleep, up to SPIN_MAX_NS) if the sleep ended
+ * within SPIN_MAX_NS, so that a longer spin would have avoided it, and if
+ * at least one wait since the previous sleep ended while spinning (an
+ * endpoint whose every wait sleeps, such as one sharing its CPU with its
+ * peer, keeps its spin); after a longer sleep it stays.  Otherwise it
  * halves (not below the default): that keeps an endpoint whose waits
- * mostly sleep (a quiet ring; its peer cannot run while it spins: more
+ * mostly sleep (a quiet ring, regular pauses longer than the spin, more
  * endpoints than CPUs) from spinning longer. */
-#define SPIN_MAX_NS 1000000u
+#define SPIN_MAX_NS 4000000u
 #define SPIN_STREAK 64u
+#define SPIN_NEAR 4u
 struct spin_state {
 	uint64_t ns;            /* current budget, from DEFAULT_SPIN_NS */
 	uint32_t streak;        /* waits that ended while spinning since a sleep */
+	uint32_t ncpu;          /* CPUs online, at the open */
 };
+void spin_init(struct spin_state *sp);
+void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns);
 /* A blocked producer looks for dead cursors this often; a consumer with
  * nothing to read checks the producer this often. */
 #define REAP_NS 20000000u

@@ -189,7 +189,7 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->nslots = r->g.nslots;
 	p->max_message = r->g.max_message;
 	p->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
-	p->spin.ns = DEFAULT_SPIN_NS;
+	spin_init(&p->spin);
 	asym_register();
 	/* Continue where the previous producer stopped. */
 	p->tail = p->rtail = load_acquire(&r->prod->tail);

@@ -257,18 +257,48 @@ a32 *consumer_word(const struct shmring_consumer *c)
 	return c->grp ? &c->grp->futex : &c->cs->wake_seq;
 }
 
+void spin_init(struct spin_state *sp)
+{
+	sp->ns = DEFAULT_SPIN_NS;
+	sp->streak = 0;
+	/* The machine's CPUs, not this process's affinity: endpoints pinned
+	 * one to a CPU each are the case spinning is for. */
+	int saved = errno;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	errno = saved;
+	sp->ncpu = n > 0 ? (uint32_t)n : 1;
+}
+
+/* The ring's endpoints that may wait: the producer, broadcast consumers and
+ * group members (not the groups' own cursors). */
+static uint32_t endpoints(const struct shmring *r)
+{
+	uint32_t hw = load_acquire(&r->cs->hiwater), n = 1;
+	if (hw > r->g.nslots)
+		hw = r->g.nslots;
+	for (uint32_t i = 0; i < hw; i++)
+		n += load_relaxed(&r->slots[i].state) == SLOT_ACTIVE &&
+		     load_relaxed(&r->slots[i].kind) != KIND_GROUP;
+	return n;
+}
+
 /* After a wait that slept slept_ns: see SPIN_MAX_NS.  Only without
  * shmring_set_spin(). */
-static void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns)
+void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns)
 {
 	if (atomic_load_explicit(&((struct shmring *)r)->spin_fixed, memory_order_relaxed))
 		return;
 	uint64_t s = sp->ns;
-	if (sp->streak >= SPIN_STREAK) {
+	/* More endpoints than CPUs: a spinner may keep the peer it waits for
+	 * off the CPU.  Without a single spin-won wait since the last sleep,
+	 * a short sleep does not say that spinning would win. */
+	int run = sp->streak >= SPIN_STREAK, near = slept_ns <= SPIN_NEAR * s;
+	int pays = (run || near) && endpoints(r) <= sp->ncpu;
+	if (pays) {
 		/* The wait lasted s + slept_ns: a spin of twice that covers
 		 * the next one like it.  A stop longer than SPIN_MAX_NS leaves
 		 * the spin as it is: no spin would have covered it. */
-		if (slept_ns <= SPIN_MAX_NS)
+		if (slept_ns <= SPIN_MAX_NS && (run || sp->streak > 0))
 			s = 2 * (s + slept_ns) >= SPIN_MAX_NS ? SPIN_MAX_NS : 2 * (s + slept_ns);
 	} else {
 		s = s / 2 < DEFAULT_SPIN_NS ? DEFAULT_SPIN_NS : s / 2;
