@@ -67,9 +67,9 @@ static int stall_child(struct bench *b, struct lines *l, int role)
 		atomic_store_explicit(&l->stamp, UINT64_MAX, memory_order_release);
 		return 0;
 	}
-	static const double th_ns[3] = {20e3, 200e3, 1e6};
-	uint64_t th[3];
-	for (int i = 0; i < 3; i++)
+	static const double th_ns[4] = {20e3, 200e3, 1e6, 4e6};
+	uint64_t th[4];
+	for (int i = 0; i < 4; i++)
 		th[i] = (uint64_t)(th_ns[i] * g_ticks_per_ns);
 	while (!atomic_load_explicit(&l->ping, memory_order_acquire))
 		relax();
@@ -84,7 +84,7 @@ static int stall_child(struct bench *b, struct lines *l, int role)
 		if (v == UINT64_MAX)
 			break;
 		uint64_t t = ticks();
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < 4; i++)
 			b->gaps[i] += t - last > th[i];
 		last = t;
 		seen = v;

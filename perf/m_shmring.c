@@ -89,6 +89,7 @@ static int tput_producer(struct bench *b, struct shmring *r)
 		if (k == 1 && p->batch == 1 && !p->zc) {
 			stamp(src, p->size, seq++);
 			CHECK(shmring_send_wait(pr, src, p->size, NULL));
+			loop_step(&lm, seq);
 			continue;
 		}
 		if (p->batch == 1) {
@@ -97,6 +98,7 @@ static int tput_producer(struct bench *b, struct shmring *r)
 			stamp(ds[0], p->size, seq++);
 			CHECK(shmring_commit(pr));
 			b->commits++;
+			loop_step(&lm, seq);
 			continue;
 		}
 		for (uint64_t j = 0; j < k;) {
@@ -112,6 +114,7 @@ static int tput_producer(struct bench *b, struct shmring *r)
 		}
 		CHECK(shmring_commit(pr));
 		b->commits++;
+		loop_step(&lm, seq);
 	}
 	loop_end(b, &lm, 0);
 	CHECK(shmring_producer_close(pr));
@@ -178,6 +181,7 @@ static int tput_consumer(struct bench *b, struct shmring *r, int role)
 		if (p->zc)
 			CHECK(shmring_release(c));
 		got += (uint64_t)n;
+		loop_step(&lm, got);
 		if (!p->group && got >= p->n)
 			break;
 	}

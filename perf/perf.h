@@ -128,9 +128,13 @@ struct bench {
 	_Atomic uint64_t t1_ns;   /* last consumer finished */
 	uint64_t got[MAX_ROLES];  /* messages each role received */
 	int64_t syscalls[MAX_ROLES]; /* system calls in the timed loop, -1 unknown */
+	/* ... in the steady part of it (loop_mark()), -1 unknown, and the
+	 * messages that part covered. */
+	int64_t syscalls_steady[MAX_ROLES];
+	uint64_t steady_msgs[MAX_ROLES];
 	uint64_t commits;         /* K_WAKE: batches committed */
 	long nvcsw[MAX_ROLES];    /* voluntary context switches in the loop */
-	uint64_t gaps[3];         /* K_STALL: stalls over 20 us, 200 us, 1 ms */
+	uint64_t gaps[4];         /* K_STALL: stalls over 20 us, 200 us, 1 ms, 4 ms */
 	/* K_WAKE hand-shake: the consumer's count of messages seen. */
 	_Atomic uint64_t seen __attribute__((aligned(64)));
 	char errmsg[ERRMSG];
@@ -220,9 +224,26 @@ static inline uint64_t unstamp(const void *p, size_t size)
 struct loopmark {
 	int fd;
 	long nvcsw;
+	int64_t mark[2];        /* counter at the steady window's ends, -1 */
+	uint64_t lo, hi;        /* the window, in messages: [n/8, n - n/8) */
 };
 void loop_begin(struct bench *b, struct loopmark *m);
 void loop_end(struct bench *b, struct loopmark *m, int role);
+/* A role that counts system calls calls this with its count of messages
+ * sent or received, after each step: it reads the counter as the count
+ * enters the steady window (the first eighth of the loop left out: the
+ * endpoint's start, its adaptive spin still short) and as it leaves it (the
+ * last eighth: closing, the other side's end). */
+void loop_mark(struct loopmark *m, int which);
+static inline void loop_step(struct loopmark *m, uint64_t done)
+{
+	if (__builtin_expect(m->fd >= 0, 0)) {
+		if (m->mark[0] < 0 && done >= m->lo)
+			loop_mark(m, 0);
+		else if (m->mark[1] < 0 && done >= m->hi)
+			loop_mark(m, 1);
+	}
+}
 /* Whether system calls can be counted here (raw_syscalls tracepoint). */
 int syscalls_countable(void);
 /* Keeps the tracepoint registered while counting cases run (-1 if not). */

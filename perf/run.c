@@ -108,7 +108,7 @@ int run_once(const struct mech *m, const struct params *p, struct bench **out)
 	b->p = *p;
 	hist_reset(&b->h);
 	for (unsigned i = 0; i < MAX_ROLES; i++)
-		b->syscalls[i] = -1;
+		b->syscalls[i] = b->syscalls_steady[i] = -1;
 	if (roles > MAX_ROLES)
 		return fail(b, "too many roles");
 	if (m->setup && m->setup(b, &priv))

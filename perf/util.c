@@ -244,6 +244,9 @@ void loop_begin(struct bench *b, struct loopmark *m)
 {
 	struct rusage ru;
 	m->fd = -1;
+	m->mark[0] = m->mark[1] = -1;
+	m->lo = b->p.n / 8;
+	m->hi = b->p.n - b->p.n / 8;
 	getrusage(RUSAGE_SELF, &ru);
 	m->nvcsw = ru.ru_nvcsw;
 	if (!b->p.count_syscalls)
@@ -251,6 +254,12 @@ void loop_begin(struct bench *b, struct loopmark *m)
 	m->fd = counter_open();
 	if (m->fd >= 0)
 		ioctl(m->fd, PERF_EVENT_IOC_ENABLE, 0);
+}
+
+void loop_mark(struct loopmark *m, int which)
+{
+	uint64_t v;
+	m->mark[which] = read(m->fd, &v, sizeof(v)) == (ssize_t)sizeof(v) ? (int64_t)v : -2;
 }
 
 void loop_end(struct bench *b, struct loopmark *m, int role)
@@ -267,6 +276,10 @@ void loop_end(struct bench *b, struct loopmark *m, int role)
 	}
 	getrusage(RUSAGE_SELF, &ru);
 	b->syscalls[role] = n;
+	/* The read at the window's end counts in it: 1. */
+	b->syscalls_steady[role] = m->mark[0] >= 0 && m->mark[1] > m->mark[0] ?
+		m->mark[1] - m->mark[0] - 1 : -1;
+	b->steady_msgs[role] = m->hi - m->lo;
 	b->nvcsw[role] = ru.ru_nvcsw - m->nvcsw;
 }
 
