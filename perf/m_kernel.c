@@ -177,6 +177,7 @@ static int fx_child(struct bench *b, void *priv, int role)
 			relax();
 		return 0;
 	}
+	loop_begin(b, &lm); /* its sleeps: voluntary context switches */
 	if (role == 0) {
 		tput_start(b);
 		uint64_t t = ticks();
@@ -197,6 +198,7 @@ static int fx_child(struct bench *b, void *priv, int role)
 			pf_futex_wake(&l->pong, 1);
 		}
 	}
+	loop_end(b, &lm, role);
 	return 0;
 }
 

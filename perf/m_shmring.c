@@ -211,6 +211,7 @@ static int rtt_role(struct bench *b, struct sr *s, int role)
 	struct shmring_consumer *c;
 	uint64_t msg[8] = {0}, in[8];
 	size_t len;
+	struct loopmark lm;
 
 	if (p->sleep) {
 		shmring_set_spin(s->r[0], 0);
@@ -223,6 +224,7 @@ static int rtt_role(struct bench *b, struct sr *s, int role)
 	if (wait_attached(b, 2))
 		return -1;
 	uint64_t skip = warm_skip(p->n);
+	loop_begin(b, &lm); /* its sleeps: voluntary context switches */
 	if (role == 0) {
 		tput_start(b);
 		uint64_t t = ticks();
@@ -247,6 +249,7 @@ static int rtt_role(struct bench *b, struct sr *s, int role)
 			CHECK(shmring_send(pr, in, len));
 		}
 	}
+	loop_end(b, &lm, role);
 	CHECK(shmring_producer_close(pr));
 	CHECK(shmring_consumer_close(c));
 	return 0;
