@@ -45,7 +45,17 @@ static pid_t child(void)
 	return pid;
 }
 
-/* Ping-pong: each side sleeps until the other publishes after it slept. */
+/* Busy for ns nanoseconds: the other side, waiting, falls asleep. */
+static void busy_ns(uint64_t ns)
+{
+	uint64_t t = test_now_ns();
+	while (test_now_ns() - t < ns)
+		;
+}
+
+/* Ping-pong: each side sleeps until the other publishes after it slept.
+ * Half the answers, at random, wait 30 us first, so that the other side is
+ * surely asleep; the others go at once and race its way down to sleep. */
 Test(wakeup, ping_pong_consumer_sleeps)
 {
 	uint64_t rounds = test_env("SHMRING_TEST_ROUNDS", 20000);
@@ -60,6 +70,7 @@ Test(wakeup, ping_pong_consumer_sleeps)
 		if (shmring_producer_open(b, &pb))
 			_exit(2);
 		long sw0 = voluntary_switches();
+		uint64_t rs = 0x9e3779b97f4a7c15ull;
 		for (uint64_t i = 0; i < rounds; i++) {
 			struct timespec dl;
 			uint64_t v;
@@ -72,6 +83,8 @@ Test(wakeup, ping_pong_consumer_sleeps)
 					(unsigned long long)v);
 				_exit(3);
 			}
+			if (test_rnd(&rs) & 1)
+				busy_ns(30000);
 			if (shmring_send(pb, &v, sizeof(v)))
 				_exit(4);
 		}
@@ -81,11 +94,13 @@ Test(wakeup, ping_pong_consumer_sleeps)
 	struct shmring_producer *pa;
 	cr_assert_eq(shmring_producer_open(a, &pa), 0);
 	long sw0 = voluntary_switches();
-	uint64_t t0 = test_now_ns();
+	uint64_t t0 = test_now_ns(), rs = 0xd1b54a32d192ed03ull;
 	for (uint64_t i = 0; i < rounds; i++) {
 		struct timespec dl;
 		uint64_t v = i;
 		size_t n;
+		if (test_rnd(&rs) & 1)
+			busy_ns(30000);
 		cr_assert_eq(shmring_send(pa, &v, sizeof(v)), 0);
 		shmring_deadline(&dl, WAIT_NS);
 		int rc = shmring_recv_wait(cb, &v, sizeof(v), &n, &dl);
