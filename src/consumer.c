@@ -265,9 +265,8 @@ int producer_gone(struct shmring_consumer *c)
  * Called when there is nothing to read (c->cached_tail is the tail just
  * read): once the tail has stood still for LIVE_CHECK_NS, see whether the
  * producer died.  Returns 1 if it did: the caller reports -EPIPE, as after
- * a close.  A tail that moved since the last look proves the producer was
- * alive then, without a system call: a consumer that keeps up, and so finds
- * the ring empty all the time, checks only when the traffic stops.
+ * a close.  A consumer that keeps up, and so finds the ring empty all the
+ * time, checks only when the traffic stops.
  */
 int idle_check(struct shmring_consumer *c)
 {
@@ -279,14 +278,9 @@ int idle_check(struct shmring_consumer *c)
 	if ((++c->eagain & 255) != 1)
 		return 0;
 	uint64_t t = now_ns();
-	if (c->cached_tail != c->check_tail) {
-		c->check_tail = c->cached_tail;
-		c->last_check = t;
+	if (!stood_still(&c->tail_still, c->cached_tail, t, LIVE_CHECK_NS))
 		return 0;
-	}
-	if (t - c->last_check < LIVE_CHECK_NS)
-		return 0;
-	c->last_check = t;
+	c->tail_still.since = t; /* the next check LIVE_CHECK_NS from now */
 	c->prod_gone = producer_gone(c);
 	return c->prod_gone;
 }

@@ -35,6 +35,22 @@ struct spin_state {
 };
 void spin_init(struct spin_state *sp);
 void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns);
+/* A value watched for progress: when it last moved, and to what. */
+struct still {
+	uint64_t val, since;
+};
+/* Whether v (now at time `now`) has stood still for ns; a move restarts
+ * the clock.  Progress proves the peer behind v alive without a system
+ * call, so liveness checks wait for it to stop. */
+static inline int stood_still(struct still *s, uint64_t v, uint64_t now, uint64_t ns)
+{
+	if (v != s->val) {
+		s->val = v;
+		s->since = now;
+		return 0;
+	}
+	return now - s->since >= ns;
+}
 /* A blocked producer looks for dead cursors this often; a consumer with
  * nothing to read checks the producer this often. */
 #define REAP_NS 20000000u
@@ -88,9 +104,7 @@ struct shmring_producer {
 	uint64_t head_seq;      /* overwrite: its sequence number */
 	uint32_t ver;           /* overwrite: our copy of prod->ver */
 	int lockfd;             /* our open file description: the producer lock */
-	uint64_t last_reap;     /* when we last looked for dead cursors, or
-	                         * saw the limit move (to reap_limit) */
-	uint64_t reap_limit;    /* the limit then */
+	struct still limit_still; /* the limit, for looking for dead cursors */
 	uint32_t eagain;        /* -EAGAIN returns (full) */
 	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
@@ -120,9 +134,7 @@ struct shmring_consumer {
 	int lockfd;             /* our open file description: the slot lock */
 	int prod_gone;          /* the producer was found dead (re-checked) */
 	uint32_t eagain;        /* -EAGAIN returns since the last check */
-	uint64_t last_check;    /* when we last checked the producer, or saw
-	                         * the tail move (to check_tail) */
-	uint64_t check_tail;    /* the tail then */
+	struct still tail_still; /* the tail, for checking the producer */
 	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
 	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */

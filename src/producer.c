@@ -366,16 +366,12 @@ static __attribute__((noinline)) int reserve_full(struct shmring_producer *p, ui
 		return 0;
 	/* Full.  Now and then, see whether a dead cursor holds us back (a
 	 * blocked reserve_wait does it itself): once the cursors have stood
-	 * still for REAP_NS.  A limit that moved since the last look proves
-	 * them alive then, without a system call, so a producer that keeps
-	 * filling the ring asks only when the consumers stop. */
+	 * still for REAP_NS, so a producer that keeps filling the ring asks
+	 * only when the consumers stop. */
 	if ((++p->eagain & 63) == 1) {
 		uint64_t t = now_ns();
-		if (p->limit != p->reap_limit) {
-			p->reap_limit = p->limit;
-			p->last_reap = t;
-		} else if (t - p->last_reap >= REAP_NS) {
-			p->last_reap = t;
+		if (stood_still(&p->limit_still, p->limit, t, REAP_NS)) {
+			p->limit_still.since = t; /* the next look REAP_NS from now */
 			if (reap_dead(p->r, end - p->cap))
 				refresh_limit(p);
 		}
