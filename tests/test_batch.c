@@ -35,6 +35,14 @@
 /* A blocking call that another process must end waits at most this long:
  * a lost wake-up fails the test instead of hanging it. */
 #define WAIT_NS (30000 * MS)
+
+/* The deadline of one wait: WAIT_NS from now. */
+static struct timespec soon(void)
+{
+	struct timespec dl;
+	shmring_deadline(&dl, WAIT_NS);
+	return dl;
+}
 /* How late a timed-out call may return: scheduler noise, not speed. */
 #define LATE_NS (2000 * MS)
 
@@ -669,8 +677,7 @@ static int producer_main(struct shmring *r, const struct prun *run)
 	for (uint64_t seq = 0; seq < run->n; seq++) {
 		size_t len = msg_len(run->seed, seq, run->max_len);
 		msg_fill(buf, len, seq);
-		struct timespec dl;
-		shmring_deadline(&dl, WAIT_NS);
+		struct timespec dl = soon();
 		rc = shmring_send_wait(p, buf, len, &dl);
 		if (rc) {
 			fprintf(stderr, "producer: send_wait of seq %llu (%zu bytes): %s\n", ull(seq),
@@ -703,8 +710,7 @@ static int recv_batch_main(struct shmring_consumer *c, const struct prun *run, s
 	struct shmring_msg msgs[64];
 	uint64_t seq = 0;
 	for (;;) {
-		struct timespec dl;
-		shmring_deadline(&dl, WAIT_NS);
+		struct timespec dl = soon();
 		int n = shmring_recv_batch_wait(c, buf, sizeof(buf), msgs, 64, &dl);
 		if (n == -EPIPE)
 			break;
@@ -739,8 +745,7 @@ static int peek_batch_main(struct shmring_consumer *c, const struct prun *run, s
 	uint64_t seq = 0, s = (run->seed * 3) | 1;
 	for (;;) {
 		unsigned max = 1 + (unsigned)(test_rnd(&s) % 64);
-		struct timespec dl;
-		shmring_deadline(&dl, WAIT_NS);
+		struct timespec dl = soon();
 		int n = shmring_peek_batch_wait(c, msgs, max, &dl);
 		if (n == -EPIPE)
 			break;
@@ -947,7 +952,7 @@ Test(batch, reserve_batch_block)
 	void *one;
 	cr_assert_eq(shmring_reserve(p, len, &one), 0);
 	msg_fill(one, len, seq);
-	shmring_deadline(&dl, WAIT_NS);
+	dl = soon();
 	k = shmring_reserve_batch_wait(p, len, 7, d, &dl);
 	cr_assert_eq(k, 7, "reserve_batch_wait of 7: %d", k);
 	for (int i = 0; i < k; i++)
@@ -1078,8 +1083,7 @@ static int rb_producer(struct shmring *r, uint64_t seed, uint64_t n, struct rb_f
 			left = n - seq;
 		unsigned want = 1 + (unsigned)(test_rnd(&s) % left);
 		size_t len = rb_len(seed, seq);
-		struct timespec dl;
-		shmring_deadline(&dl, WAIT_NS);
+		struct timespec dl = soon();
 		int k = shmring_reserve_batch_wait(p, len, want, d, &dl);
 		if (k < 1 || (unsigned)k > want) {
 			fprintf(stderr, "producer: reserve_batch_wait of %u at %llu: %d (%s)\n", want,
@@ -1103,8 +1107,7 @@ static int rb_consumer(struct shmring_consumer *c, uint64_t seed, struct rb_fig 
 	struct shmring_msg msgs[64];
 	uint64_t seq = 0;
 	for (;;) {
-		struct timespec dl;
-		shmring_deadline(&dl, WAIT_NS);
+		struct timespec dl = soon();
 		int n = shmring_recv_batch_wait(c, buf, sizeof(buf), msgs, 64, &dl);
 		if (n == -EPIPE)
 			break;
