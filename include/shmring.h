@@ -386,6 +386,28 @@ SHMRING_API int shmring_reserve_batch_wait(struct shmring_producer *producer, si
 					   const struct timespec *deadline);
 
 /*
+ * Like shmring_reserve_batch() but returns only where the first payload
+ * goes, in *first: the records of one call lie back to back in the ring, so
+ * the i-th payload (i < the count returned) starts at
+ * (char *)*first + i * SHMRING_RECORD_SIZE(len).  Write only the len
+ * bytes of each payload: the bytes between two are the next record's
+ * header.  The run is contiguous even where it wraps (the data area is
+ * mapped twice in a row).  *first is left alone on error.  It stores
+ * nothing per record but the record's header, where shmring_reserve_batch()
+ * also fills data[i]; for small messages that is measurably faster (see
+ * perf/RESULTS.md).  Errors and the count returned as shmring_reserve_batch().
+ * [AS-safe]
+ */
+SHMRING_API int shmring_reserve_array(struct shmring_producer *producer, size_t len,
+				      unsigned n, void **first);
+
+/* Like shmring_reserve_array() but waits as shmring_reserve_batch_wait()
+ * does. */
+SHMRING_API int shmring_reserve_array_wait(struct shmring_producer *producer, size_t len,
+					   unsigned n, void **first,
+					   const struct timespec *deadline);
+
+/*
  * Publishes every record reserved since the last commit, with one store, and
  * wakes sleeping consumers: no system call while none sleeps; else one for
  * all sleeping broadcast consumers and one per group with sleeping members

@@ -482,9 +482,12 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, voi
 /*
  * Up to n more records of len bytes, after the first one: as many as the
  * cached limit allows, then as many as a fresh one does, without waiting.
- * BLOCK only.  Entered.
+ * BLOCK only.  Entered.  `each`: sets data[0..m-1]; otherwise the caller
+ * finds them at a fixed stride from the first (shmring_reserve_array()),
+ * and the loop stores nothing but the headers.
  */
-static unsigned reserve_more(struct shmring_producer *p, size_t len, unsigned n, void **data)
+static inline __attribute__((always_inline)) unsigned
+reserve_more(struct shmring_producer *p, size_t len, unsigned n, void **data, int each)
 {
 	uint64_t sz = SHMRING_RECORD_SIZE(len);
 	uint64_t fit = (p->limit + p->cap - p->rtail) / sz;
@@ -496,7 +499,8 @@ static unsigned reserve_more(struct shmring_producer *p, size_t len, unsigned n,
 		struct shm_rec h = {.len = (uint32_t)len, .seq = (uint32_t)seq++};
 		uint8_t *rec = p->data + (rt & p->mask);
 		memcpy(rec, &h, sizeof(h));
-		data[k] = rec + sizeof(h);
+		if (each)
+			data[k] = rec + sizeof(h);
 		rt += sz;
 	}
 	p->rtail = rt;
@@ -505,9 +509,10 @@ static unsigned reserve_more(struct shmring_producer *p, size_t len, unsigned n,
 }
 
 /* Reserves up to n records of len bytes: at least one (waiting for it if
- * `wait`), or the error of the first.  Entered. */
-static int reserve_batch(struct shmring_producer *p, size_t len, unsigned n, void **data,
-			 const struct timespec *deadline, int wait)
+ * `wait`), or the error of the first.  Entered.  `each`: as reserve_more(). */
+static inline __attribute__((always_inline)) int
+reserve_batch(struct shmring_producer *p, size_t len, unsigned n, void **data,
+	      const struct timespec *deadline, int wait, int each)
 {
 	if (!reserve_fast(p, len, &data[0])) {
 		int rc = wait ? reserve_wait(p, len, &data[0], deadline) : reserve(p, len, &data[0]);
@@ -516,13 +521,15 @@ static int reserve_batch(struct shmring_producer *p, size_t len, unsigned n, voi
 	}
 	unsigned k = 1;
 	if (p->overwrite) {
-		/* One by one: each may move head. */
-		while (k < n && reserve(p, len, &data[k]) == 0)
+		/* One by one: each may move head.  They follow one another
+		 * in the ring, so the stride holds here too. */
+		void *d;
+		while (k < n && reserve(p, len, each ? &data[k] : &d) == 0)
 			k++;
 		return (int)k;
 	}
 	if (n > 1)
-		k += reserve_more(p, len, n - 1, data + 1);
+		k += reserve_more(p, len, n - 1, data + 1, each);
 	return (int)k;
 }
 
@@ -532,7 +539,7 @@ SHMRING_API int shmring_reserve_batch(struct shmring_producer *p, size_t len, un
 	if (!p || !data || !n)
 		return -EINVAL;
 	ENTER(p);
-	int rc = reserve_batch(p, len, n, data, NULL, 0);
+	int rc = reserve_batch(p, len, n, data, NULL, 0, 1);
 	leave_producer(p);
 	return rc;
 }
@@ -543,7 +550,29 @@ SHMRING_API int shmring_reserve_batch_wait(struct shmring_producer *p, size_t le
 	if (!p || !data || !n || !valid_deadline(deadline))
 		return -EINVAL;
 	ENTER(p);
-	int rc = reserve_batch(p, len, n, data, deadline, 1);
+	int rc = reserve_batch(p, len, n, data, deadline, 1, 1);
+	leave_producer(p);
+	return rc;
+}
+
+SHMRING_API int shmring_reserve_array(struct shmring_producer *p, size_t len, unsigned n,
+				      void **first)
+{
+	if (!p || !first || !n)
+		return -EINVAL;
+	ENTER(p);
+	int rc = reserve_batch(p, len, n, first, NULL, 0, 0);
+	leave_producer(p);
+	return rc;
+}
+
+SHMRING_API int shmring_reserve_array_wait(struct shmring_producer *p, size_t len, unsigned n,
+					   void **first, const struct timespec *deadline)
+{
+	if (!p || !first || !n || !valid_deadline(deadline))
+		return -EINVAL;
+	ENTER(p);
+	int rc = reserve_batch(p, len, n, first, deadline, 1, 0);
 	leave_producer(p);
 	return rc;
 }

@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /* Description: batch receive for broadcast consumers (policy BLOCK), and
- * batch reservation (shmring_reserve_batch).  In one
+ * batch reservation (shmring_reserve_batch, shmring_reserve_array).  In one
  * process, three consumers of one small ring (recv one by one, recv_batch
  * with random limits and buffers, peek_batch + release) read the identical
  * sequence while the ring wraps thousands of times; recv_batch's buffer
  * layout, -EMSGSIZE, -EAGAIN, -EINVAL, -EPIPE and deadlines are checked as
  * documented.  Across processes, a producer sends a million self-checking
  * messages to a recv_batch_wait consumer and a peek_batch_wait consumer, and
- * both prove order, no loss and no duplicate.  shmring_reserve_batch(): room
- * taken exactly (a ringful, the 10 records freed, the capacity with nobody
- * attached, then -ENOBUFS), errors, mixing with single reservations, OVERWRITE
- * laps with exact loss counts, and a producer publishing a million messages
- * in random batches through a small ring to a checking consumer in another
- * process, with short batches required.
+ * both prove order, no loss and no duplicate.  shmring_reserve_batch() and
+ * shmring_reserve_array(), each: room taken exactly (a ringful, the 10
+ * records freed, the capacity with nobody attached, then -ENOBUFS), errors,
+ * mixing with single reservations, OVERWRITE laps with exact loss counts;
+ * the array form writes only *first, and its stride is checked by the
+ * messages the consumer reads.  Then a producer publishing a million
+ * messages in random batches, of both forms, through a small ring to a
+ * checking consumer in another process, with short batches required.
  *
  * Environment: SHMRING_TEST_BATCH_MESSAGES (default 1000000 for the
  * multi-process run), SHMRING_TEST_SEED (default: time-based; printed). */
@@ -831,26 +833,47 @@ Test(batch, across_processes_no_loss_no_dup, .timeout = 300)
 	munmap(f, 2 * sizeof(*f));
 }
 
-/* ---- (c) shmring_reserve_batch ------------------------------------------- */
+/* ---- (c) shmring_reserve_batch, shmring_reserve_array ------------------- */
 
-/* Calls shmring_reserve_batch() and checks what it must always do: k in
- * [1, n] or an error; data[0..k-1] 8-aligned, one record apart in ring
- * order; data[k..n-1] untouched. */
-static int reserve_batch_checked(struct shmring_producer *p, size_t len, unsigned n, void **d,
-				 uint64_t cap)
+/* The two batch reservations: data[] filled by the call (BATCH), or only
+ * the first payload returned, the others at a fixed stride (ARRAY). */
+enum form { BATCH, ARRAY };
+
+/* Calls shmring_reserve_batch[_wait]() or shmring_reserve_array[_wait]()
+ * (wait: with deadline dl) and checks what it must always do: k in [1, n]
+ * or an error; data[0..k-1] 8-aligned, one record apart in ring order;
+ * data[k..n-1] untouched.  ARRAY sets data[0] only (checked), and this
+ * then fills data[1..k-1] from the documented stride, so that the caller's
+ * messages and the consumer's checks show that the stride is right. */
+static int reserve_form(enum form form, int wait, struct shmring_producer *p, size_t len,
+			unsigned n, void **d, uint64_t cap, const struct timespec *dl)
 {
 	void *const poison = (void *)(uintptr_t)0x5a5a5a5a5a5a5a58ull;
 	for (unsigned i = 0; i < n; i++)
 		d[i] = poison;
-	int k = shmring_reserve_batch(p, len, n, d);
+	int k;
+	if (form == ARRAY)
+		k = wait ? shmring_reserve_array_wait(p, len, n, &d[0], dl) :
+			   shmring_reserve_array(p, len, n, &d[0]);
+	else
+		k = wait ? shmring_reserve_batch_wait(p, len, n, d, dl) :
+			   shmring_reserve_batch(p, len, n, d);
+	const char *name = form == ARRAY ? "reserve_array" : "reserve_batch";
 	if (k < 0) {
 		for (unsigned i = 0; i < n; i++)
-			cr_assert_eq(d[i], poison, "failed reserve_batch (%s) wrote data[%u]",
+			cr_assert_eq(d[i], poison, "failed %s (%s) wrote data[%u]", name,
 				     shmring_strerror(k), i);
 		return k;
 	}
-	cr_assert(k >= 1 && (unsigned)k <= n, "reserve_batch of %u gave %d", n, k);
+	cr_assert(k >= 1 && (unsigned)k <= n, "%s of %u gave %d", name, n, k);
 	size_t step = SHMRING_RECORD_SIZE(len);
+	if (form == ARRAY) {
+		cr_assert_neq(d[0], poison, "reserve_array gave %d but no first payload", k);
+		for (unsigned i = 1; i < n; i++)
+			cr_assert_eq(d[i], poison, "reserve_array wrote beyond *first (data[%u])", i);
+		for (int i = 1; i < k; i++)
+			d[i] = (uint8_t *)d[0] + (size_t)i * step;
+	}
 	for (int i = 0; i < k; i++) {
 		cr_assert_eq((uintptr_t)d[i] % 8, 0, "data[%d] misaligned", i);
 		if (i) {
@@ -863,8 +886,14 @@ static int reserve_batch_checked(struct shmring_producer *p, size_t len, unsigne
 		}
 	}
 	for (unsigned i = (unsigned)k; i < n; i++)
-		cr_assert_eq(d[i], poison, "reserve_batch returned %d but wrote data[%u]", k, i);
+		cr_assert_eq(d[i], poison, "%s returned %d but wrote data[%u]", name, k, i);
 	return k;
+}
+
+static int reserve_batch_checked(enum form form, struct shmring_producer *p, size_t len,
+				 unsigned n, void **d, uint64_t cap)
+{
+	return reserve_form(form, 0, p, len, n, d, cap, NULL);
 }
 
 /* Reads exactly n messages, seq first.. , each len bytes. */
@@ -883,7 +912,7 @@ static void expect_msgs(struct shmring_consumer *c, uint64_t first, uint64_t n, 
 		     ull(n));
 }
 
-Test(batch, reserve_batch_block)
+static void reserve_block(enum form form)
 {
 	const uint64_t cap = 8192;
 	const size_t len = 24; /* 32-byte records: 256 fill the ring */
@@ -896,22 +925,25 @@ Test(batch, reserve_batch_block)
 	uint64_t seq = 0;
 
 	/* Bad arguments reserve nothing. */
-	cr_assert_eq(shmring_reserve_batch(NULL, len, 4, d), -EINVAL);
-	cr_assert_eq(shmring_reserve_batch(p, len, 4, NULL), -EINVAL);
-	cr_assert_eq(shmring_reserve_batch(p, len, 0, d), -EINVAL);
-	cr_assert_eq(shmring_reserve_batch_wait(p, len, 0, d, NULL), -EINVAL);
-	cr_assert_eq(shmring_reserve_batch_wait(NULL, len, 4, d, NULL), -EINVAL);
+	cr_assert_eq(reserve_batch_checked(form, NULL, len, 4, d, cap), -EINVAL);
+	cr_assert_eq(form == ARRAY ? shmring_reserve_array(p, len, 4, NULL) :
+				     shmring_reserve_batch(p, len, 4, NULL), -EINVAL);
+	cr_assert_eq(form == ARRAY ? shmring_reserve_array_wait(p, len, 4, NULL, NULL) :
+				     shmring_reserve_batch_wait(p, len, 4, NULL, NULL), -EINVAL);
+	cr_assert_eq(reserve_batch_checked(form, p, len, 0, d, cap), -EINVAL);
+	cr_assert_eq(reserve_form(form, 1, p, len, 0, d, cap, NULL), -EINVAL);
+	cr_assert_eq(reserve_form(form, 1, NULL, len, 4, d, cap, NULL), -EINVAL);
 	shmring_deadline(&dl, 10 * MS);
 	struct timespec bad = dl;
 	bad.tv_nsec = 1000000000L;
-	cr_assert_eq(shmring_reserve_batch_wait(p, len, 4, d, &bad), -EINVAL);
+	cr_assert_eq(reserve_form(form, 1, p, len, 4, d, cap, &bad), -EINVAL);
 	struct shmring_info info;
 	shmring_info(r, &info);
-	cr_assert_eq(reserve_batch_checked(p, info.max_message + 1u, 4, d, cap), -EMSGSIZE);
+	cr_assert_eq(reserve_batch_checked(form, p, info.max_message + 1u, 4, d, cap), -EMSGSIZE);
 	cr_assert_eq(shmring_commit(p), 0, "a refused call reserved something");
 
 	/* An empty ring: n = 5 gives 5. */
-	cr_assert_eq(reserve_batch_checked(p, len, 5, d, cap), 5);
+	cr_assert_eq(reserve_batch_checked(form, p, len, 5, d, cap), 5);
 	for (int i = 0; i < 5; i++)
 		msg_fill(d[i], len, seq++);
 	cr_assert_eq(shmring_commit(p), 5);
@@ -919,17 +951,17 @@ Test(batch, reserve_batch_block)
 
 	/* More than fits: exactly a ringful, then -EAGAIN (the consumer has
 	 * read nothing of it). */
-	int k = reserve_batch_checked(p, len, 1000, d, cap);
+	int k = reserve_batch_checked(form, p, len, 1000, d, cap);
 	cr_assert_eq(k, (int)fill, "reserve_batch of 1000 in an empty %llu-byte ring gave %d, "
 		     "want %u", ull(cap), k, fill);
 	for (int i = 0; i < k; i++)
 		msg_fill(d[i], len, seq + (uint64_t)i);
 	/* All of the ring is uncommitted: waiting could not help. */
-	cr_assert_eq(reserve_batch_checked(p, len, 1, d, cap), -ENOBUFS);
+	cr_assert_eq(reserve_batch_checked(form, p, len, 1, d, cap), -ENOBUFS);
 	cr_assert_eq(shmring_commit(p), k);
-	cr_assert_eq(reserve_batch_checked(p, len, 8, d, cap), -EAGAIN);
+	cr_assert_eq(reserve_batch_checked(form, p, len, 8, d, cap), -EAGAIN);
 	shmring_deadline(&dl, 10 * MS);
-	cr_assert_eq(shmring_reserve_batch_wait(p, len, 8, d, &dl), -ETIMEDOUT);
+	cr_assert_eq(reserve_form(form, 1, p, len, 8, d, cap, &dl), -ETIMEDOUT);
 
 	/* The consumer frees 10 records: a batch of 64 gets exactly 10. */
 	static _Alignas(8) uint8_t b[4096];
@@ -940,7 +972,7 @@ Test(batch, reserve_batch_block)
 	}
 	uint64_t read_to = seq + 10;
 	seq += (uint64_t)k;
-	k = reserve_batch_checked(p, len, 64, d, cap);
+	k = reserve_batch_checked(form, p, len, 64, d, cap);
 	cr_assert_eq(k, 10, "with 10 records free, reserve_batch of 64 gave %d", k);
 	for (int i = 0; i < k; i++)
 		msg_fill(d[i], len, seq++);
@@ -953,14 +985,14 @@ Test(batch, reserve_batch_block)
 	cr_assert_eq(shmring_reserve(p, len, &one), 0);
 	msg_fill(one, len, seq);
 	dl = soon();
-	k = shmring_reserve_batch_wait(p, len, 7, d, &dl);
-	cr_assert_eq(k, 7, "reserve_batch_wait of 7: %d", k);
+	k = reserve_form(form, 1, p, len, 7, d, cap, &dl);
+	cr_assert_eq(k, 7, "the waiting form of 7: %d", k);
 	for (int i = 0; i < k; i++)
 		msg_fill(d[i], len, seq + 1 + (uint64_t)i);
 	cr_assert_eq(shmring_abort(p), 8);
 	cr_assert_eq(shmring_reserve(p, len, &one), 0);
 	msg_fill(one, len, seq);
-	k = reserve_batch_checked(p, len, 7, d, cap);
+	k = reserve_batch_checked(form, p, len, 7, d, cap);
 	cr_assert_eq(k, 7);
 	for (int i = 0; i < k; i++)
 		msg_fill(d[i], len, seq + 1 + (uint64_t)i);
@@ -969,7 +1001,7 @@ Test(batch, reserve_batch_block)
 	seq += 8;
 
 	/* Zero-length payloads. */
-	k = reserve_batch_checked(p, 0, 3, d, cap);
+	k = reserve_batch_checked(form, p, 0, 3, d, cap);
 	cr_assert_eq(k, 3);
 	cr_assert_eq(shmring_commit(p), 3);
 	for (int i = 0; i < 3; i++) {
@@ -979,33 +1011,53 @@ Test(batch, reserve_batch_block)
 	}
 
 	cr_assert_eq(shmring_producer_shutdown(p), 0);
-	cr_assert_eq(reserve_batch_checked(p, len, 4, d, cap), -EPIPE);
+	cr_assert_eq(reserve_batch_checked(form, p, len, 4, d, cap), -EPIPE);
 	cr_assert_eq(shmring_producer_close(p), 0);
 	cr_assert_eq(shmring_consumer_close(c), 0);
 	cr_assert_eq(shmring_close(r), 0);
 }
 
+Test(batch, reserve_batch_block)
+{
+	reserve_block(BATCH);
+}
+
+Test(batch, reserve_array_block)
+{
+	reserve_block(ARRAY);
+}
+
 /* No consumer holds the ring back: a batch stops at the capacity, and the
  * next call, with all of it uncommitted, is -ENOBUFS. */
-Test(batch, reserve_batch_capacity_enobufs)
+static void reserve_capacity(enum form form)
 {
 	const uint64_t cap = 8192;
 	struct shmring *r = new_ring(cap, 4);
 	struct shmring_producer *p = open_prod(r);
 	static void *d[2048];
-	int k = reserve_batch_checked(p, 56, 2048, d, cap);
+	int k = reserve_batch_checked(form, p, 56, 2048, d, cap);
 	cr_assert_eq(k, (int)(cap / 64), "reserve_batch with no consumer gave %d", k);
-	cr_assert_eq(reserve_batch_checked(p, 56, 1, d, cap), -ENOBUFS);
+	cr_assert_eq(reserve_batch_checked(form, p, 56, 1, d, cap), -ENOBUFS);
 	cr_assert_eq(shmring_commit(p), k);
-	cr_assert_eq(reserve_batch_checked(p, 56, 2048, d, cap), k);
+	cr_assert_eq(reserve_batch_checked(form, p, 56, 2048, d, cap), k);
 	cr_assert_eq(shmring_abort(p), k);
 	cr_assert_eq(shmring_producer_close(p), 0);
 	cr_assert_eq(shmring_close(r), 0);
 }
 
+Test(batch, reserve_batch_capacity_enobufs)
+{
+	reserve_capacity(BATCH);
+}
+
+Test(batch, reserve_array_capacity_enobufs)
+{
+	reserve_capacity(ARRAY);
+}
+
 /* OVERWRITE: batches never wait; a consumer that fell behind learns what it
  * lost, and what it reads is intact and in order. */
-Test(batch, reserve_batch_overwrite)
+static void reserve_overwrite(enum form form)
 {
 	const uint64_t cap = 8192;
 	const size_t len = 40; /* 48-byte records */
@@ -1019,15 +1071,15 @@ Test(batch, reserve_batch_overwrite)
 	uint64_t seq = 0, s = seed_of_run() | 1;
 	const unsigned most = (unsigned)(cap / SHMRING_RECORD_SIZE(len));
 
-	int k = reserve_batch_checked(p, len, 1000, d, cap);
+	int k = reserve_batch_checked(form, p, len, 1000, d, cap);
 	cr_assert_eq(k, (int)most, "one batch may hold a ringful (%u), got %d", most, k);
 	for (int i = 0; i < k; i++)
 		msg_fill(d[i], len, seq++);
-	cr_assert_eq(reserve_batch_checked(p, len, 1, d, cap), -ENOBUFS);
+	cr_assert_eq(reserve_batch_checked(form, p, len, 1, d, cap), -ENOBUFS);
 	cr_assert_eq(shmring_commit(p), k);
 	for (int round = 0; round < 50; round++) {
 		unsigned n = 1 + (unsigned)(test_rnd(&s) % 100);
-		k = reserve_batch_checked(p, len, n, d, cap);
+		k = reserve_batch_checked(form, p, len, n, d, cap);
 		cr_assert_eq(k, (int)n, "overwrite: batch of %u gave %d", n, k);
 		for (int i = 0; i < k; i++)
 			msg_fill(d[i], len, seq++);
@@ -1055,7 +1107,18 @@ Test(batch, reserve_batch_overwrite)
 	cr_assert_eq(shmring_close(r), 0);
 }
 
-/* Across processes: a producer publishes with reserve_batch_wait (batches of
+Test(batch, reserve_batch_overwrite)
+{
+	reserve_overwrite(BATCH);
+}
+
+Test(batch, reserve_array_overwrite)
+{
+	reserve_overwrite(ARRAY);
+}
+
+/* Across processes: a producer publishes with reserve_batch_wait and
+ * reserve_array_wait, at random (batches of
  * random size, one length per run of 64 sequence numbers) while a consumer
  * checks every message; a small ring makes many batches come back short. */
 #define RB_RUN 64
@@ -1066,7 +1129,7 @@ static size_t rb_len(uint64_t seed, uint64_t seq)
 }
 
 struct rb_fig {
-	uint64_t got, batches, short_batches, bad;
+	uint64_t got, batches, short_batches, array_batches, bad;
 };
 
 static int rb_producer(struct shmring *r, uint64_t seed, uint64_t n, struct rb_fig *f)
@@ -1084,13 +1147,20 @@ static int rb_producer(struct shmring *r, uint64_t seed, uint64_t n, struct rb_f
 		unsigned want = 1 + (unsigned)(test_rnd(&s) % left);
 		size_t len = rb_len(seed, seq);
 		struct timespec dl = soon();
-		int k = shmring_reserve_batch_wait(p, len, want, d, &dl);
+		/* Either form, at random: the array form's payloads are at
+		 * the documented stride from the first. */
+		int array = (int)(test_rnd(&s) & 1);
+		int k = array ? shmring_reserve_array_wait(p, len, want, &d[0], &dl) :
+				shmring_reserve_batch_wait(p, len, want, d, &dl);
 		if (k < 1 || (unsigned)k > want) {
-			fprintf(stderr, "producer: reserve_batch_wait of %u at %llu: %d (%s)\n", want,
-				ull(seq), k, shmring_strerror(k));
+			fprintf(stderr, "producer: reserve_%s_wait of %u at %llu: %d (%s)\n",
+				array ? "array" : "batch", want, ull(seq), k, shmring_strerror(k));
 			return 1;
 		}
+		for (int i = 1; array && i < k; i++)
+			d[i] = (uint8_t *)d[0] + (size_t)i * SHMRING_RECORD_SIZE(len);
 		f->batches++;
+		f->array_batches += (uint64_t)array;
 		f->short_batches += (unsigned)k < want;
 		for (int i = 0; i < k; i++)
 			msg_fill(d[i], len, seq++);
@@ -1144,14 +1214,18 @@ Test(batch, reserve_batch_across_processes, .timeout = 300)
 	int st[2];
 	for (int i = 0; i < 2; i++)
 		st[i] = test_wait(pids[i]);
-	printf("reserve_batch across processes: %llu messages in %llu batches, %llu short "
-	       "(seed %llu)\n", ull(n), ull(f[0].batches), ull(f[0].short_batches), ull(seed));
+	printf("reserve_batch/array across processes: %llu messages in %llu batches (%llu "
+	       "arrays), %llu short (seed %llu)\n", ull(n), ull(f[0].batches),
+	       ull(f[0].array_batches), ull(f[0].short_batches), ull(seed));
 	cr_assert_eq(st[0], 0, "producer failed (seed %llu)", ull(seed));
 	cr_assert_eq(st[1], 0, "consumer failed (seed %llu)", ull(seed));
 	cr_assert_eq(f[1].got, n, "consumer got %llu of %llu", ull(f[1].got), ull(n));
 	/* The ring holds about 30 batches: the producer must have met a full
 	 * ring and taken what fit. */
 	cr_assert_gt(f[0].short_batches, 0, "no batch came back short: the partial path was not run");
+	cr_assert(f[0].array_batches > 0 && f[0].array_batches < f[0].batches,
+		  "only one of the two forms was used (%llu arrays of %llu batches)",
+		  ull(f[0].array_batches), ull(f[0].batches));
 	cr_assert_eq(shmring_consumer_close(c), 0);
 	cr_assert_eq(shmring_close(r), 0);
 }
