@@ -2,10 +2,10 @@
 /*
  * libshmring through its public API only.
  *   copying:   batch 1 shmring_send_wait() / shmring_recv_wait();
- *              batch B shmring_reserve_batch_wait() and a copy from the
+ *              batch B shmring_reserve_array_wait() and a copy from the
  *              source buffer B times, one shmring_commit() /
  *              shmring_recv_batch_wait()
- *   zero-copy: shmring_reserve_wait() (batch B: shmring_reserve_batch_wait()),
+ *   zero-copy: shmring_reserve_wait() (batch B: shmring_reserve_array_wait()),
  *              payload written in place, commit /
  *              shmring_peek_wait() or shmring_peek_batch_wait(), stamps read
  *              in place, shmring_release()
@@ -75,7 +75,7 @@ static int tput_producer(struct bench *b, struct shmring *r)
 	const struct params *p = &b->p;
 	struct shmring_producer *pr;
 	struct loopmark lm;
-	void *src = source_buf(p->size), *ds[64];
+	void *src = source_buf(p->size), *ds[1];
 
 	if (!src)
 		return fail(b, "out of memory");
@@ -103,12 +103,13 @@ static int tput_producer(struct bench *b, struct shmring *r)
 		}
 		for (uint64_t j = 0; j < k;) {
 			uint64_t want = k - j < 64 ? k - j : 64;
-			int got = shmring_reserve_batch_wait(pr, p->size, (unsigned)want, ds, NULL);
+			int got = shmring_reserve_array_wait(pr, p->size, (unsigned)want, &ds[0], NULL);
 			if (got < 0)
-				return fail(b, "shmring_reserve_batch_wait: %s", shmring_strerror(got));
-			for (int i = 0; i < got; i++) {
-				memcpy(ds[i], src, p->size);
-				stamp(ds[i], p->size, seq++);
+				return fail(b, "shmring_reserve_array_wait: %s", shmring_strerror(got));
+			char *d = ds[0];
+			for (int i = 0; i < got; i++, d += SHMRING_RECORD_SIZE(p->size)) {
+				memcpy(d, src, p->size);
+				stamp(d, p->size, seq++);
 			}
 			j += (uint64_t)got;
 		}
