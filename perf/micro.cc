@@ -61,7 +61,7 @@ void BM_send_recv(benchmark::State &st)
 	}
 	st.SetItemsProcessed(st.iterations());
 }
-BENCHMARK(BM_send_recv)->Arg(8)->Arg(64)->Arg(4096);
+BENCHMARK(BM_send_recv)->Arg(8)->Arg(64)->Arg(4096)->Arg(65536);
 
 void BM_batch32_reserve_commit_peek_batch(benchmark::State &st)
 {

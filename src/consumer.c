@@ -442,7 +442,7 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 			return -EMSGSIZE;
 		}
 		if (n)
-			memcpy((uint8_t *)buf + off, d, n);
+			copy_payload((uint8_t *)buf + off, d, n);
 		msgs[k].data = buf ? (uint8_t *)buf + off : NULL;
 		msgs[k].len = n;
 		take(c, n);

@@ -637,7 +637,7 @@ static int send(struct shmring_producer *p, const void *msg, size_t len,
 	if (rc)
 		return rc;
 	if (len)
-		memcpy(d, msg, len);
+		copy_payload(d, msg, len);
 	commit(p);
 	return 0;
 }

@@ -888,6 +888,82 @@ Test(api, send_null_and_zero_length)
 	close_ring(r);
 }
 
+/* The copying paths (shmring_send, shmring_recv, shmring_recv_batch, a
+ * group's recv) copy large payloads by blocks when the two ends lie at
+ * different offsets in a 64-byte line (copy_payload(), src/internal.h).
+ * Every length around the switch and around a block, from and to buffers
+ * at each offset 0-15 and 56-63, and records at each offset modulo 64: the
+ * bytes arrive exactly, and nothing is written past the message in the
+ * receiver's buffer. */
+Test(api, copies_exact_at_every_offset, .timeout = 60)
+{
+	static const size_t lens[] = {0,    1,    7,    63,   64,   65,   127,  2047, 2048,
+				      2049, 2050, 2111, 2112, 2113, 4095, 4096, 4097, 4159,
+				      8191, 8192, 8200, 65535, 65536};
+	const size_t nlens = sizeof(lens) / sizeof(lens[0]);
+	static uint8_t src[65536 + 128], dst[65536 + 256];
+	const size_t guard = 64;
+	struct shmring *r = new_ring(1u << 20, 4);
+	struct shmring_producer *p = open_prod(r);
+	struct shmring_consumer *c = open_cons(r, SHMRING_START_NEWEST);
+	struct shmring_consumer *g = NULL;
+	cr_assert_eq(shmring_group_open(r, "copies", SHMRING_START_NEWEST, &g), 0);
+	uint64_t seq = 0, checked = 0;
+
+	for (size_t li = 0; li < nlens; li++) {
+		size_t len = lens[li];
+		for (unsigned so = 0; so < 64; so += so == 15 ? 41 : 1) {
+			unsigned dofs = (so * 7 + (unsigned)li) % 64;
+			if (dofs > 15 && dofs < 56)
+				dofs %= 16;
+			uint8_t *m = src + so;
+			for (size_t i = 0; i < len; i++)
+				m[i] = (uint8_t)(i * 131 + seq * 7 + 1);
+			cr_assert_eq(shmring_send(p, m, len), 0, "send of %zu from offset %u", len, so);
+			/* Broadcast: recv and recv_batch in turn, into a buffer at
+			 * offset dofs, with a guard band after the message. */
+			memset(dst, 0xa5, sizeof(dst));
+			uint8_t *b = dst + dofs;
+			size_t got = 0;
+			int rc;
+			if (seq % 2) {
+				struct shmring_msg msg;
+				rc = shmring_recv_batch(c, b, len + guard, &msg, 1);
+				cr_assert_eq(rc, 1, "recv_batch of %zu: %s", len, shmring_strerror(rc));
+				cr_assert_eq(msg.data, len ? (void *)b : msg.data);
+				got = msg.len;
+			} else {
+				rc = shmring_recv(c, b, len + guard, &got);
+				cr_assert_eq(rc, 0, "recv of %zu: %s", len, shmring_strerror(rc));
+			}
+			cr_assert_eq(got, len);
+			cr_assert(memcmp(b, m, len) == 0,
+				  "%zu bytes from offset %u to offset %u differ", len, so, dofs);
+			for (size_t i = 0; i < guard; i++)
+				cr_assert_eq(b[len + i], 0xa5, "byte %zu past a %zu-byte message written",
+					     i, len);
+			/* The group member, to the other offset. */
+			memset(dst, 0xa5, sizeof(dst));
+			b = dst + (63 - dofs);
+			rc = shmring_recv(g, b, len + guard, &got);
+			cr_assert_eq(rc, 0, "group recv of %zu: %s", len, shmring_strerror(rc));
+			cr_assert_eq(got, len);
+			cr_assert(memcmp(b, m, len) == 0, "group: %zu bytes from offset %u differ",
+				  len, so);
+			for (size_t i = 0; i < guard; i++)
+				cr_assert_eq(b[len + i], 0xa5, "group: byte %zu past the message written",
+					     i);
+			seq++;
+			checked++;
+		}
+	}
+	cr_assert_eq(checked, nlens * 24); /* offsets 0-15 and 56-63 */
+	close_cons(g);
+	close_cons(c);
+	close_prod(p);
+	close_ring(r);
+}
+
 /* ---- consumer_open ------------------------------------------------------- */
 
 Test(api, consumer_start_newest_skips_published)
