@@ -43,6 +43,19 @@ static inline int cas64(a64 *p, uint64_t *expect, uint64_t v)
 #define fence_release() atomic_thread_fence(memory_order_release)
 #define fence_acquire() atomic_thread_fence(memory_order_acquire)
 
+/* Asks for the line holding p in a state that can be written (a hint).
+ * `prefetchw` is a NOP on x86-64 processors without it (Intel before
+ * Broadwell), so it needs no CPU check; __builtin_prefetch() would give a
+ * read prefetch here unless the whole library were built for -mprfchw. */
+static inline void prefetch_write(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__("prefetchw %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1, 3);
+#endif
+}
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
