@@ -13,12 +13,17 @@
  * - a consumer attached before reads on, with no -EPROTO: the messages of the
  *   dead producer (the last one only if its commit was reached), then those
  *   of the next producer, in order, none twice, none lost but the last one;
+ * - the consumer reads what the dead producer published before the next one
+ *   takes over, and after: the next producer continues exactly where the
+ *   consumer stopped;
  * - OVERWRITE: the producer that takes over publishes a whole snapshot
  *   (ver a multiple of 4, head_seq the sequence number in the record at
  *   head, tail_seq - head_seq the number of records from head to tail), and
  *   a consumer attached at the oldest record reads every record in it.
  * The ring is small, so in OVERWRITE every publish moves head over old
  * records: both snapshot updates (head and tail) are in every traced call.
+ * BLOCK runs twice: with room after the traced message, and with a second
+ * consumer holding the ring so that the traced message fills it exactly.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -36,7 +41,8 @@
 #include "layout.h"
 
 #define WARM 3 /* messages each child publishes before the traced one */
-#define PAYLOAD 200
+#define PAYLOAD 248 /* records of 256 bytes: 16 fill the ring exactly */
+#define RECORDS 16
 
 /* The payload: the test's own message number, then filler. */
 static void fill(unsigned char *buf, uint64_t num)
@@ -154,13 +160,16 @@ static void check_snapshot(struct shmring *r)
 }
 
 /* Reads everything there is; every number must be next or, once, skip the
- * traced message of a child killed before its commit. */
-static void drain(struct shmring_consumer *c, uint64_t *next, uint64_t skippable)
+ * traced message of a child killed before its commit.  Returns how many it
+ * read. */
+static uint64_t drain(struct shmring_consumer *c, uint64_t *next, uint64_t skippable)
 {
 	const void *data;
 	size_t len;
+	uint64_t n = 0;
 	int rc;
 	while ((rc = shmring_peek(c, &data, &len)) == 0) {
+		n++;
 		uint64_t num = check_payload(data, len);
 		if (num == skippable + 1 && *next == skippable)
 			*next = num; /* the dead child never committed it */
@@ -170,9 +179,25 @@ static void drain(struct shmring_consumer *c, uint64_t *next, uint64_t skippable
 		cr_assert_eq(shmring_release(c), 1);
 	}
 	cr_assert(rc == -EAGAIN || rc == -EPIPE, "peek: %s", shmring_strerror(rc));
+	return n;
 }
 
-static void run(enum shmring_policy policy)
+/* The holding consumer reads until it is `behind` records behind the
+ * `total` the ring has published; *read counts what it read. */
+static void hold(struct shmring_consumer *h, uint64_t *read, uint64_t total, uint64_t behind)
+{
+	const void *data;
+	size_t len;
+	while (total - *read > behind) {
+		cr_assert_eq(shmring_peek(h, &data, &len), 0, "holder at %llu of %llu",
+			     (unsigned long long)*read, (unsigned long long)total);
+		check_payload(data, len);
+		cr_assert_eq(shmring_release(h), 1);
+		(*read)++;
+	}
+}
+
+static void run(enum shmring_policy policy, int full)
 {
 	char name[64];
 	test_ring_name(name, sizeof(name));
@@ -180,21 +205,42 @@ static void run(enum shmring_policy policy)
 	o.policy = policy;
 	struct shmring *r;
 	cr_assert_eq(shmring_create(name, &o, &r), 0);
-	struct shmring_consumer *c;
+	struct shmring_consumer *c, *h = NULL;
 	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+	uint64_t num = 0, next = 0, killed = 0, steps = 0, total = 0, held = 0;
+	if (full) {
+		/* RECORDS - WARM - 1 records for the holder to hold: each
+		 * child's sends then fill the ring exactly. */
+		struct shmring_producer *p;
+		cr_assert_eq(shmring_consumer_open(r, 0, &h), 0);
+		cr_assert_eq(shmring_producer_open(r, &p), 0);
+		unsigned char buf[PAYLOAD];
+		for (; num < RECORDS - WARM - 1; num++) {
+			fill(buf, num);
+			cr_assert_eq(shmring_send(p, buf, PAYLOAD), 0);
+		}
+		cr_assert_eq(shmring_producer_close(p), 0);
+		total = drain(c, &next, UINT64_MAX - 1);
+	}
 
 	/* Every instruction; the sanitizer build, whose calls are several
 	 * times longer, takes every stride-th (SHMRING_TEST_KILLPOINT_STRIDE). */
 	unsigned long stride = (unsigned long)test_env("SHMRING_TEST_KILLPOINT_STRIDE", 1);
-	uint64_t num = 0, next = 0, killed = 0, steps = 0;
 	for (unsigned long k = 0;; k += stride) {
 		uint64_t first = num;
+		if (h)
+			hold(h, &held, total, RECORDS - WARM - 1);
 		pid_t pid = test_spawn();
 		if (pid == 0)
 			child(name, first);
 		num += WARM + 1;
 		int died = step_and_kill(pid, k);
 		killed += (unsigned)died;
+		/* What the dead producer published, before anybody takes
+		 * over. */
+		total += drain(c, &next, first + WARM);
+		if (h) /* room for the next producer's message */
+			hold(h, &held, total, RECORDS - 1);
 		/* The next producer takes over (and, OVERWRITE, repairs). */
 		struct shmring_producer *p;
 		cr_assert_eq(shmring_producer_open(r, &p), 0, "takeover after %lu steps", k);
@@ -219,7 +265,7 @@ static void run(enum shmring_policy policy)
 		fill(buf, num);
 		cr_assert_eq(shmring_send(p, buf, PAYLOAD), 0);
 		num++;
-		drain(c, &next, first + WARM);
+		total += drain(c, &next, first + WARM);
 		cr_assert_eq(next, num, "after %lu steps: read up to %llu of %llu", k,
 			     (unsigned long long)next, (unsigned long long)num);
 		uint64_t lost;
@@ -232,20 +278,27 @@ static void run(enum shmring_policy policy)
 		}
 	}
 	cr_assert_eq(shmring_consumer_close(c), 0);
+	if (h)
+		cr_assert_eq(shmring_consumer_close(h), 0);
 	cr_assert_eq(shmring_close(r), 0);
 	cr_assert(steps > 50, "the traced send took only %llu instructions",
 		  (unsigned long long)steps);
 	fprintf(stderr, "killpoint %s: killed at %llu of the %lu instruction boundaries of the send\n",
-		policy == SHMRING_POLICY_OVERWRITE ? "overwrite" : "block",
+		policy == SHMRING_POLICY_OVERWRITE ? "overwrite" : full ? "block, full ring" : "block",
 		(unsigned long long)killed, (unsigned long)steps);
 }
 
 Test(killpoint, overwrite_producer_killed_at_every_instruction, .timeout = 600)
 {
-	run(SHMRING_POLICY_OVERWRITE);
+	run(SHMRING_POLICY_OVERWRITE, 0);
 }
 
 Test(killpoint, block_producer_killed_at_every_instruction, .timeout = 600)
 {
-	run(SHMRING_POLICY_BLOCK);
+	run(SHMRING_POLICY_BLOCK, 0);
+}
+
+Test(killpoint, block_producer_filling_the_ring_killed_at_every_instruction, .timeout = 600)
+{
+	run(SHMRING_POLICY_BLOCK, 1);
 }
