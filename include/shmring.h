@@ -606,14 +606,18 @@ SHMRING_API int shmring_lost(const struct shmring_consumer *consumer, uint64_t *
  * adapts, per endpoint: it starts at 20000.  After a sleep, if spinning
  * pays (the ring has no more endpoints, producer, consumers and group
  * members, than the machine has CPUs online, and either the 64 waits
- * before the sleep ended while spinning or the sleep was at most 4 times
- * the spin), it becomes twice that whole wait (spin plus sleep, up to
- * 4000000) if the sleep ended within 4000000 and at least one wait since
- * the previous sleep ended while spinning; else it stays.  Otherwise it
- * halves (not below 20000).  So a stream that
- * seldom stops spins through its occasional stalls, while an endpoint whose
- * waits mostly end in sleep (a quiet ring, regular pauses longer than the
- * spin, more endpoints than CPUs) keeps the short spin.  Spinning costs a
+ * before the sleep ended while spinning, or the sleep was at most 4 times
+ * the spin, or the endpoint published or read at least 64 messages since
+ * its previous sleep), and if the sleep ended within 4000000: an endpoint
+ * that moved those 64 messages (it waits only when its peer stops) spins
+ * 4000000 from then on; another one spins twice that whole wait (spin plus
+ * sleep, up to 4000000) if at least one wait since the previous sleep
+ * ended while spinning, else as before.  After a longer sleep the spin
+ * stays.  Otherwise it halves (not below 20000).  So a stream that seldom
+ * stops spins through its occasional stalls, while an endpoint whose
+ * waits mostly end in sleep (a quiet ring, a message now and then, regular
+ * pauses longer than the spin, more endpoints than CPUs) keeps the short
+ * spin.  Spinning costs a
  * core; sleeping costs a futex wake-up of tens of microseconds.  May
  * be called at any time, also while another thread waits (it then applies
  * to the next wait).  Returns 0, or -EINVAL for NULL.

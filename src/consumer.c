@@ -198,6 +198,7 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 			return -EPROTO;
 		}
 	}
+	c->spin.moved = c->seq;
 	endpoint_add(r, &c->opener);
 	*out = c;
 	return 0;
@@ -225,6 +226,7 @@ SHMRING_API int shmring_group_open(struct shmring *r, const char *name, unsigned
 		consumer_free(c);
 		return rc;
 	}
+	c->spin.moved = c->seq;
 	endpoint_add(r, &c->opener);
 	*out = c;
 	return 0;

@@ -324,6 +324,7 @@ int group_peek(struct shmring_consumer *c, struct shmring_msg *msgs, unsigned ma
 		if (cas64(&c->grp->pos, &p, end)) {
 			c->holding = 1;
 			c->npeeked += k;
+			c->seq += k;
 			return (int)k;
 		}
 	}
@@ -386,6 +387,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 		/* The claim: succeeds only if no other member moved the
 		 * cursor, so the copies are of intact records. */
 		if (cas64(&c->grp->pos, &p, end)) {
+			c->seq += k;
 			wake_producer(c->cs, 1);
 			return (int)k;
 		}

@@ -38,26 +38,36 @@ static inline void copy_payload(void *dst, const void *src, size_t n)
  * at DEFAULT_SPIN_NS.  After a sleep, if spinning pays here: the ring's
  * endpoints fit on the machine's CPUs (else a spinner may keep the peer it
  * waits for off the CPU), and either at least SPIN_STREAK waits since the
- * previous sleep ended while spinning or the sleep was at most SPIN_NEAR
- * times the spin (the peer was briefly held up).  Then the spin becomes
- * twice the whole wait (spin + sleep, up to SPIN_MAX_NS) if the sleep ended
- * within SPIN_MAX_NS, so that a longer spin would have avoided it, and if
- * at least one wait since the previous sleep ended while spinning (an
- * endpoint whose every wait sleeps, such as one sharing its CPU with its
- * peer, keeps its spin); after a longer sleep it stays.  Otherwise it
- * halves (not below the default): that keeps an endpoint whose waits
- * mostly sleep (a quiet ring, regular pauses longer than the spin, more
- * endpoints than CPUs) from spinning longer. */
+ * previous sleep ended while spinning, or the sleep was at most SPIN_NEAR
+ * times the spin (the peer was briefly held up), or the endpoint moved at
+ * least SPIN_BUSY messages since the previous sleep (it is busy: it waits
+ * only when its peer, which had work for it all along, stops).  Then, if
+ * the sleep ended within SPIN_MAX_NS, so that a longer spin would have
+ * avoided it: a busy endpoint spins SPIN_MAX_NS from now on, to cover its
+ * peer's next stops; another one spins twice the whole wait (spin + sleep,
+ * up to SPIN_MAX_NS) if at least one wait since the previous sleep ended
+ * while spinning (an endpoint whose every wait sleeps, such as one sharing
+ * its CPU with its peer, or one that gets a message now and then, keeps
+ * its spin).  After a longer sleep it stays.  Otherwise it halves (not below
+ * the default): that keeps an endpoint whose waits mostly sleep (a quiet
+ * ring, regular pauses longer than the spin, more endpoints than CPUs)
+ * from spinning longer. */
 #define SPIN_MAX_NS 4000000u
 #define SPIN_STREAK 64u
 #define SPIN_NEAR 4u
+#define SPIN_BUSY 64u
 struct spin_state {
 	uint64_t ns;            /* current budget, from DEFAULT_SPIN_NS */
+	uint64_t moved;         /* the endpoint's message count at its last
+	                         * sleep, or at its open (see spin_adapt()) */
 	uint32_t streak;        /* waits that ended while spinning since a sleep */
 	uint32_t ncpu;          /* CPUs online, at the open */
 };
 void spin_init(struct spin_state *sp);
-void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns);
+/* After a sleep of slept_ns; `moved`: the endpoint's count of messages
+ * published (producer) or read (consumer) so far. */
+void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns,
+		uint64_t moved);
 /* A value watched for progress: when it last moved, and to what. */
 struct still {
 	uint64_t val, since;
@@ -149,7 +159,8 @@ struct shmring_consumer {
 	uint64_t rpos;          /* broadcast: next record to peek */
 	uint64_t cpos;          /* broadcast: released position (slot->pos) */
 	uint64_t cached_tail;   /* last tail seen; reloaded only when needed */
-	uint64_t seq;           /* overwrite: sequence number of the record at rpos */
+	uint64_t seq;           /* records read (overwrite: the sequence number
+	                         * of the record at rpos) */
 	uint64_t cseq;          /* overwrite: sequence number at cpos */
 	uint64_t lost;          /* overwrite: messages lost to the producer */
 	uint32_t npeeked;       /* records peeked since the last release */

@@ -209,6 +209,7 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	if (p->limit > p->tail || p->tail - p->limit > p->cap)
 		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
 	refresh_limit(p);
+	p->spin.moved = p->seq; /* repair_snapshot() may have moved it */
 	store_release(&r->prod->closed, 0);
 	atomic_fetch_add_explicit(&r->producers, 1, memory_order_relaxed);
 	endpoint_add(r, &p->opener);

@@ -260,6 +260,7 @@ a32 *consumer_word(const struct shmring_consumer *c)
 void spin_init(struct spin_state *sp)
 {
 	sp->ns = DEFAULT_SPIN_NS;
+	sp->moved = 0; /* the endpoint's count, once it has one */
 	sp->streak = 0;
 	/* The machine's CPUs, not this process's affinity: endpoints pinned
 	 * one to a CPU each are the case spinning is for. */
@@ -284,21 +285,29 @@ static uint32_t endpoints(const struct shmring *r)
 
 /* After a wait that slept slept_ns: see SPIN_MAX_NS.  Only without
  * shmring_set_spin(). */
-void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns)
+void spin_adapt(const struct shmring *r, struct spin_state *sp, uint64_t slept_ns,
+		uint64_t moved)
 {
+	int busy = moved - sp->moved >= SPIN_BUSY;
+	sp->moved = moved;
 	if (atomic_load_explicit(&((struct shmring *)r)->spin_fixed, memory_order_relaxed))
 		return;
 	uint64_t s = sp->ns;
 	/* More endpoints than CPUs: a spinner may keep the peer it waits for
 	 * off the CPU.  Without a single spin-won wait since the last sleep,
-	 * a short sleep does not say that spinning would win. */
+	 * a short sleep does not say that spinning would win, unless the
+	 * endpoint was busy until its peer stopped. */
 	int run = sp->streak >= SPIN_STREAK, near = slept_ns <= SPIN_NEAR * s;
-	int pays = (run || near) && endpoints(r) <= sp->ncpu;
+	int pays = (run || near || busy) && endpoints(r) <= sp->ncpu;
 	if (pays) {
 		/* The wait lasted s + slept_ns: a spin of twice that covers
-		 * the next one like it.  A stop longer than SPIN_MAX_NS leaves
-		 * the spin as it is: no spin would have covered it. */
-		if (slept_ns <= SPIN_MAX_NS && (run || sp->streak > 0))
+		 * the next one like it; a busy endpoint waits only when its
+		 * peer stops, so the longest spin covers the stops to come.
+		 * A stop longer than SPIN_MAX_NS leaves the spin as it is: no
+		 * spin would have covered it. */
+		if (slept_ns <= SPIN_MAX_NS && busy)
+			s = SPIN_MAX_NS;
+		else if (slept_ns <= SPIN_MAX_NS && (run || sp->streak > 0))
 			s = 2 * (s + slept_ns) >= SPIN_MAX_NS ? SPIN_MAX_NS : 2 * (s + slept_ns);
 	} else {
 		s = s / 2 < DEFAULT_SPIN_NS ? DEFAULT_SPIN_NS : s / 2;
@@ -369,7 +378,7 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 			atomic_fetch_sub_explicit(&c->grp->gsleep, 1, memory_order_relaxed);
 		}
 		if (now || consumer_ready(c)) {
-			spin_adapt(c->r, &c->spin, now_ns() - asleep);
+			spin_adapt(c->r, &c->spin, now_ns() - asleep, c->seq);
 			return 0;
 		}
 		if (take_intr(&c->intr) || (rc == -EINTR && want_eintr(c->r)))
@@ -432,7 +441,7 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 		store_relaxed(&p->cs->prod_waiting, 0);
 		refresh_limit(p);
 		if (has_room(p, end)) {
-			spin_adapt(p->r, &p->spin, now_ns() - asleep);
+			spin_adapt(p->r, &p->spin, now_ns() - asleep, p->seq);
 			return 0;
 		}
 		if (load_relaxed(&p->shut_req))
