@@ -273,26 +273,38 @@ static uint64_t ring_bytes_for(size_t size)
 	return cap;
 }
 
+/* One case being measured: its result, and what its repetitions added up. */
+struct meas {
+	struct result *r;
+	struct mech *m;
+	struct params p;
+	double vals[64], fl[64], sl[64];
+	unsigned nv;
+	uint64_t sys[2], nvcsw[2], msgs, commits, wakesys, ssys[2], smsgs[2];
+	int sys_known, steady_known, failed;
+};
+
 /*
- * Measures one case: sizes n so that a repetition lasts about opt.rep_s
- * (growing from a short warm-up run), then runs opt.reps repetitions with
- * the floor measured before and after.
+ * Starts measuring one case: sizes n so that a repetition lasts about
+ * opt.rep_s (growing from a short warm-up run).  Then meas_rep() runs the
+ * repetitions, each with the floor measured before and after, and
+ * meas_end() makes the result.
  */
-static struct result *measure(const char *scen, struct mech *m, struct params p)
+static void meas_begin(struct meas *ms, const char *scen, struct mech *m, struct params p)
 {
 	struct result *r = new_result();
-	double vals[64];
-	unsigned nv = 0;
 	struct bench *b = NULL;
-	uint64_t sys[2] = {0, 0}, nvcsw[2] = {0, 0}, msgs = 0, commits = 0, wakesys = 0;
-	uint64_t ssys[2] = {0, 0}, smsgs[2] = {0, 0};
-	int sys_known = 1, steady_known = 1;
-
+	memset(ms, 0, sizeof(*ms));
+	ms->sys_known = ms->steady_known = 1;
+	ms->m = m;
+	ms->r = r;
 	r->scen = scen;
 	r->mech = m->name;
 	if (!p.ring_bytes)
 		p.ring_bytes = ring_bytes_for(p.size);
 	r->p = p;
+	r->floor0 = INFINITY;
+	r->floor1 = 0;
 	/* Warm-up and sizing: grow n until a run takes 20 ms (--quick: 5 ms). */
 	double enough = opt.quick ? 0.005 : 0.02;
 	uint64_t n = p.kind == K_TPUT || p.kind == K_MEMCPY ? 2000 : 200;
@@ -303,7 +315,9 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 		if (run_once(m, &p, &b)) {
 			snprintf(r->note, sizeof(r->note), "%s", b->errmsg);
 			run_free(b);
-			goto out;
+			ms->failed = 1;
+			ms->p = p;
+			return;
 		}
 		double t = (double)(b->t1_ns - b->t0_ns) / 1e9;
 		p.depth = b->p.depth; /* what setup() found */
@@ -317,26 +331,35 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 	}
 	p.n = n;
 	r->p.n = n;
+	ms->p = p;
 	if (p.kind == K_RTT || p.kind == K_WAKE) {
 		r->h = malloc(sizeof(*r->h));
 		hist_reset(r->h);
 	}
-	/*
-	 * The host moves this VM's two vCPUs between near and far placements
-	 * (the floor jumps from ~70 to ~330 ns and back within seconds), which
-	 * changes every cross-core figure.  So each repetition has the floor
-	 * measured before and after it; one that ran far from the nearest
-	 * placement seen (2.5x its floor: near placements measure 40-90 ns,
-	 * far ones 330-350) is run again, up to 2 x reps times, and before
-	 * each repetition a far placement is waited out; both within one
-	 * budget of 150 s per run (make perf stays under 10 minutes).  So the
-	 * cases of one run compare at one placement; the targets leave out a
-	 * pair that could not.
-	 */
-	double fl[64], sl[64];
-	r->floor0 = INFINITY;
-	r->floor1 = 0;
-	for (unsigned rep = 0; rep < opt.reps && rep < 64; rep++) {
+}
+
+/*
+ * One repetition that is kept.  The host moves this VM's two vCPUs between
+ * near and far placements (the floor jumps from ~70 to ~330 ns and back
+ * within seconds), which changes every cross-core figure.  So each
+ * repetition has the floor measured before and after it; one that ran far
+ * from the nearest placement seen (2.5x its floor: near placements measure
+ * 40-90 ns, far ones 330-350) is run again, up to 2 x reps times, and
+ * before each repetition a far placement is waited out; both within one
+ * budget of 150 s per run (make perf stays under 10 minutes).  So the
+ * cases of one run compare at one placement; the targets leave out a pair
+ * that could not.  Returns -1 once the case failed (r->note says why).
+ */
+static int meas_rep(struct meas *ms)
+{
+	struct result *r = ms->r;
+	struct params p = ms->p;
+	struct bench *b = NULL;
+	if (ms->failed)
+		return -1;
+	for (;;) {
+		if (ms->nv >= 64)
+			return 0;
 		double f0 = floor_now();
 		/* Far now: wait (within the run's budget) for the host to
 		 * bring the vCPUs back together. */
@@ -346,10 +369,11 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 			g_wait_budget -= 0.1;
 			f0 = floor_now();
 		}
-		if (run_once(m, &p, &b)) {
+		if (run_once(ms->m, &p, &b)) {
 			snprintf(r->note, sizeof(r->note), "%s", b->errmsg);
 			run_free(b);
-			goto out;
+			ms->failed = 1;
+			return -1;
 		}
 		double f1 = floor_now(), fmax = f0 > f1 ? f0 : f1, fmin = f0 < f1 ? f0 : f1;
 		/* A sleeping round trip whose sides mostly found the answer
@@ -363,12 +387,11 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 			r->redone++;
 			g_wait_budget -= (double)(b->t1_ns - b->t0_ns) / 1e9;
 			run_free(b);
-			rep--;
 			continue;
 		}
 		r->far += !(fmax <= 2.5 * g_near);
-		sl[nv] = slept;
-		fl[nv] = (f0 + f1) / 2;
+		ms->sl[ms->nv] = slept;
+		ms->fl[ms->nv] = (f0 + f1) / 2;
 		if (fmin < r->floor0)
 			r->floor0 = fmin;
 		if (fmax > r->floor1)
@@ -382,57 +405,81 @@ static struct result *measure(const char *scen, struct mech *m, struct params p)
 				snprintf(r->note, sizeof(r->note), "consumers received %llu of %llu",
 					 (unsigned long long)got, (unsigned long long)want);
 				run_free(b);
-				goto out;
+				ms->failed = 1;
+				return -1;
 			}
 		}
 		double t = (double)(b->t1_ns - b->t0_ns);
 		if (p.kind == K_TPUT || p.kind == K_MEMCPY) {
-			vals[nv++] = (double)p.n / (t / 1e9);
+			ms->vals[ms->nv++] = (double)p.n / (t / 1e9);
 		} else {
 			hist_finish(&b->h);
-			vals[nv++] = ns_of(hist_quantile(&b->h, 0.5));
+			ms->vals[ms->nv++] = ns_of(hist_quantile(&b->h, 0.5));
 			hist_merge(r->h, &b->h);
 		}
 		for (unsigned i = 0; i <= p.consumers && i < MAX_ROLES; i++) {
 			if (b->syscalls[i] < 0 && (i == 0 || p.kind == K_TPUT))
-				sys_known = 0;
-			sys[i ? 1 : 0] += b->syscalls[i] > 0 ? (uint64_t)b->syscalls[i] : 0;
+				ms->sys_known = 0;
+			ms->sys[i ? 1 : 0] += b->syscalls[i] > 0 ? (uint64_t)b->syscalls[i] : 0;
 			if (i == 0 || p.kind == K_TPUT) {
-				steady_known &= b->syscalls_steady[i] >= 0;
-				ssys[i ? 1 : 0] += b->syscalls_steady[i] > 0 ?
+				ms->steady_known &= b->syscalls_steady[i] >= 0;
+				ms->ssys[i ? 1 : 0] += b->syscalls_steady[i] > 0 ?
 					(uint64_t)b->syscalls_steady[i] : 0;
-				smsgs[i ? 1 : 0] += b->steady_msgs[i];
+				ms->smsgs[i ? 1 : 0] += b->steady_msgs[i];
 			}
-			nvcsw[i ? 1 : 0] += (uint64_t)b->nvcsw[i];
+			ms->nvcsw[i ? 1 : 0] += (uint64_t)b->nvcsw[i];
 		}
-		msgs += p.n;
-		commits += b->commits;
-		wakesys += b->syscalls[0] > 0 ? (uint64_t)b->syscalls[0] : 0;
+		ms->msgs += p.n;
+		ms->commits += b->commits;
+		ms->wakesys += b->syscalls[0] > 0 ? (uint64_t)b->syscalls[0] : 0;
 		run_free(b);
+		return 0;
 	}
-	r->ok = 1;
-	r->floor_med = median(fl, nv);
-	r->slept = median(sl, nv);
-	r->med = median(vals, nv);
-	r->lo = vals[0];
-	r->hi = vals[nv - 1];
-	if (p.count_syscalls) {
-		unsigned nc = p.consumers ? p.consumers : 1;
-		r->sys_per_m[0] = sys_known ? (double)sys[0] * 1e6 / (double)msgs : NAN;
-		r->sys_per_m[1] = sys_known ? (double)sys[1] * 1e6 / (double)msgs / nc : NAN;
-		for (int i = 0; i < 2; i++)
-			r->sys_steady_per_m[i] = sys_known && steady_known && smsgs[i] ?
-				(double)ssys[i] * 1e6 / (double)smsgs[i] : NAN;
-		r->nvcsw_per_m[0] = (double)nvcsw[0] * 1e6 / (double)msgs;
-		r->nvcsw_per_m[1] = (double)nvcsw[1] * 1e6 / (double)msgs / nc;
-		r->wakes_per_commit = sys_known && commits ? (double)wakesys / (double)commits : NAN;
+}
+
+static struct result *meas_end(struct meas *ms)
+{
+	struct result *r = ms->r;
+	struct params p = ms->p;
+	if (!ms->failed && ms->nv) {
+		unsigned nv = ms->nv;
+		r->ok = 1;
+		r->floor_med = median(ms->fl, nv);
+		r->slept = median(ms->sl, nv);
+		r->med = median(ms->vals, nv);
+		r->lo = ms->vals[0];
+		r->hi = ms->vals[nv - 1];
+		if (p.count_syscalls) {
+			unsigned nc = p.consumers ? p.consumers : 1;
+			double msgs = (double)ms->msgs;
+			r->sys_per_m[0] = ms->sys_known ? (double)ms->sys[0] * 1e6 / msgs : NAN;
+			r->sys_per_m[1] = ms->sys_known ? (double)ms->sys[1] * 1e6 / msgs / nc : NAN;
+			for (int i = 0; i < 2; i++)
+				r->sys_steady_per_m[i] =
+					ms->sys_known && ms->steady_known && ms->smsgs[i] ?
+					(double)ms->ssys[i] * 1e6 / (double)ms->smsgs[i] : NAN;
+			r->nvcsw_per_m[0] = (double)ms->nvcsw[0] * 1e6 / msgs;
+			r->nvcsw_per_m[1] = (double)ms->nvcsw[1] * 1e6 / msgs / nc;
+			r->wakes_per_commit = ms->sys_known && ms->commits ?
+				(double)ms->wakesys / (double)ms->commits : NAN;
+		}
 	}
-out:
-	if (m->depth)
-		m->depth(&p, r->depth, sizeof(r->depth));
+	if (ms->m->depth)
+		ms->m->depth(&p, r->depth, sizeof(r->depth));
 	if (!(r->floor0 < INFINITY))
 		r->floor0 = r->floor1 = NAN;
 	return r;
+}
+
+/* Measures one case on its own: opt.reps repetitions in a row. */
+static struct result *measure(const char *scen, struct mech *m, struct params p)
+{
+	struct meas ms;
+	meas_begin(&ms, scen, m, p);
+	for (unsigned rep = 0; rep < opt.reps && rep < 64; rep++)
+		if (meas_rep(&ms))
+			break;
+	return meas_end(&ms);
 }
 
 static int floor_flag(const struct result *r)
@@ -530,15 +577,27 @@ static void scen_throughput(void)
 			for (int zc = 0; zc < 2; zc++) {
 				struct params p = {.kind = K_TPUT, .size = size, .batch = batches[bi],
 						   .zc = zc, .consumers = 1};
-				struct result *ref = NULL;
+				/* The mechanisms' repetitions take turns (each round
+				 * starting with the next one), so that the ratios
+				 * compare figures of the same stretch of time: the
+				 * host moves the vCPUs (see meas_rep()) and a case
+				 * run after another may find other placements. */
+				struct meas ms[NMECH];
+				unsigned nm = 0;
 				for (unsigned mi = 0; mi < NMECH; mi++) {
 					struct mech *m = mechs[mi];
 					unsigned need = C_TPUT | (zc ? C_ZC : 0) |
 							(batches[bi] > 1 ? C_BATCH : 0);
-					if (!selected(m) || (m->caps & need) != need)
-						continue;
-					struct result *r = measure("throughput", m, p);
-					if (m == &mech_shmring)
+					if (selected(m) && (m->caps & need) == need)
+						meas_begin(&ms[nm++], "throughput", m, p);
+				}
+				for (unsigned rep = 0; rep < opt.reps && rep < 64; rep++)
+					for (unsigned k = 0; k < nm; k++)
+						meas_rep(&ms[(rep + k) % nm]);
+				struct result *ref = NULL;
+				for (unsigned k = 0; k < nm; k++) {
+					struct result *r = meas_end(&ms[k]);
+					if (ms[k].m == &mech_shmring)
 						ref = r;
 					if (r->ok && ref && ref->ok) {
 						r->ratio = r->med / ref->med;
