@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * view-probe: does the consumer's view of a ring's data change the
+ * producer's speed?  A bare single-producer, single-consumer byte ring (no
+ * libshmring) in a memfd mapped twice back to back, 8-byte headers and
+ * 4096-byte payloads (4104-byte records, as libshmring lays them out),
+ * committed 32 at a time by one tail store.  The producer (CPU 0) copies
+ * each payload from a source buffer and stamps its first and last 8 bytes;
+ * the consumer (CPU 1) checks the header and both stamps and moves its head
+ * once per batch.  Only the consumer's mapping of the data changes:
+ *
+ *   inherited   the producer's read-write mapping, inherited over fork()
+ *   rw          its own read-write mapping, only read
+ *   ro          its own read-only mapping (libshmring's consumers)
+ *   rw-then-ro  its own read-write mapping, touched, then mprotect()ed
+ *               read-only
+ *   none        the consumer reads nothing but the tail (the producer's
+ *               speed with no consumer reading the data)
+ *
+ * The modes take turns, round after round, and each prints its median, so
+ * that the VM's placement changes (perf/RESULTS.md) hit every mode alike.
+ *
+ *   cc -O2 -Wall -Wextra -o view-probe perf/experiments/view-probe.c
+ *   ./view-probe [rounds]
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CAP (1u << 20)
+#define HDR 8u
+#define SIZE 4096u
+#define REC (HDR + SIZE)
+#define BATCH 32u
+#define MSGS 1000000u
+
+enum { INHERITED, RW, RO, RW_THEN_RO, NONE, NMODES };
+static const char *const names[NMODES] = {"inherited", "rw", "ro", "rw-then-ro", "none"};
+
+struct ctl {
+	_Alignas(64) _Atomic uint64_t tail;
+	_Alignas(64) _Atomic uint64_t head;
+	_Alignas(64) _Atomic int ready;
+};
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void pin(int cpu)
+{
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	if (sched_setaffinity(0, sizeof(s), &s))
+		perror("sched_setaffinity");
+}
+
+/* The ring's data twice back to back, at a fresh address. */
+static uint8_t *map_twice(int fd, int prot)
+{
+	uint8_t *b = mmap(NULL, 2 * CAP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return NULL;
+	for (int i = 0; i < 2; i++)
+		if (mmap(b + i * CAP, CAP, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+			return NULL;
+	return b;
+}
+
+static int consume(int mode, int fd, uint8_t *data, struct ctl *c)
+{
+	pin(1);
+	if (mode != INHERITED && mode != NONE) {
+		data = map_twice(fd, mode == RO ? PROT_READ : PROT_READ | PROT_WRITE);
+		if (!data)
+			return 1;
+		if (mode == RW_THEN_RO) {
+			const volatile uint8_t *v = data;
+			for (size_t o = 0; o < 2 * CAP; o += 4096)
+				(void)v[o];
+			if (mprotect(data, 2 * CAP, PROT_READ))
+				return 1;
+		}
+	}
+	atomic_store(&c->ready, 1);
+	uint64_t pos = 0, seq = 0;
+	while (seq < MSGS) {
+		uint64_t t;
+		while ((t = atomic_load_explicit(&c->tail, memory_order_acquire)) == pos)
+			__builtin_ia32_pause();
+		for (; pos < t; pos += REC, seq++) {
+			if (mode == NONE)
+				continue;
+			const uint8_t *r = data + (pos & (CAP - 1));
+			uint64_t h, a, z;
+			memcpy(&h, r, 8);
+			memcpy(&a, r + HDR, 8);
+			memcpy(&z, r + HDR + SIZE - 8, 8);
+			if (h != SIZE || a != seq || z != seq) {
+				fprintf(stderr, "message %llu: bad record\n", (unsigned long long)seq);
+				return 1;
+			}
+		}
+		atomic_store_explicit(&c->head, pos, memory_order_release);
+	}
+	return 0;
+}
+
+/* One run of MSGS messages; returns millions of messages a second, or -1. */
+static double run(int mode, const uint8_t *src)
+{
+	int fd = memfd_create("view-probe", 0);
+	uint8_t *data;
+	struct ctl *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			     -1, 0);
+	if (fd < 0 || ftruncate(fd, CAP) || c == MAP_FAILED ||
+	    !(data = map_twice(fd, PROT_READ | PROT_WRITE)))
+		return -1;
+	memset(data, 0, CAP);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(consume(mode, fd, data, c));
+	pin(0);
+	while (!atomic_load(&c->ready))
+		__builtin_ia32_pause();
+	double t0 = now();
+	uint64_t tail = 0, limit = 0;
+	for (uint64_t seq = 0; seq < MSGS;) {
+		uint64_t end = tail + BATCH * REC;
+		while (end - limit > CAP)
+			limit = atomic_load_explicit(&c->head, memory_order_acquire);
+		for (unsigned k = 0; k < BATCH; k++, seq++, tail += REC) {
+			uint8_t *r = data + (tail & (CAP - 1));
+			uint64_t h = SIZE;
+			memcpy(r, &h, 8);
+			/* Opaque to the compiler: glibc's memcpy, as a user's. */
+			void *(*volatile cpy)(void *, const void *, size_t) = memcpy;
+			cpy(r + HDR, src, SIZE);
+			memcpy(r + HDR, &seq, 8);
+			memcpy(r + HDR + SIZE - 8, &seq, 8);
+		}
+		atomic_store_explicit(&c->tail, tail, memory_order_release);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	double rate = MSGS / (now() - t0) / 1e6;
+	munmap(data, 2 * CAP);
+	munmap(c, sizeof(*c));
+	close(fd);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? rate : -1;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	int rounds = argc > 1 ? atoi(argv[1]) : 5;
+	if (rounds < 1 || rounds > 100)
+		rounds = 5;
+	double v[NMODES][100];
+	uint8_t *src = aligned_alloc(4096, SIZE);
+	if (!src)
+		return 1;
+	for (unsigned i = 0; i < SIZE; i++)
+		src[i] = (uint8_t)(i * 131 + 7);
+	for (int r = 0; r < rounds; r++)
+		for (int m = 0; m < NMODES; m++)
+			if ((v[m][r] = run(m, src)) < 0) {
+				fprintf(stderr, "%s: failed\n", names[m]);
+				free(src);
+				return 1;
+			}
+	printf("4096 B, batch 32, medians of %d rounds (M msg/s; ratio to inherited)\n", rounds);
+	double base = 0;
+	for (int m = 0; m < NMODES; m++) {
+		qsort(v[m], (size_t)rounds, sizeof(double), cmp);
+		double med = v[m][rounds / 2];
+		if (m == INHERITED)
+			base = med;
+		printf("  %-11s %6.2f  %.2fx\n", names[m], med, med / base);
+	}
+	free(src);
+	return 0;
+}
