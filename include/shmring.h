@@ -304,7 +304,10 @@ SHMRING_API int shmring_unlink(const char *name);
  * Becomes the ring's producer.  Continues the sequence where the previous
  * producer (if any) stopped and clears the ring's closed state.  If the
  * previous producer died, takes over: what it reserved and never committed
- * is discarded, never seen by consumers.
+ * is discarded, never seen by consumers.  Enters the whole data area in
+ * the process's page tables, writable, so that the first lap through the
+ * ring takes no page faults (Linux 5.14 and later; its cost grows with the
+ * capacity: see shmring(7), MEMORY).
  * Returns 0 and sets *producer, or -EBUSY if another live producer is attached,
  * -EINVAL for NULL arguments, -ENOMEM, -EACCES if the ring's fd was not
  * opened for writing, -EPROTO if the ring's producer state is corrupt (its
@@ -443,7 +446,9 @@ SHMRING_API int shmring_send_wait(struct shmring_producer *producer, const void 
 /*
  * Attaches a broadcast consumer: it will see every message published from
  * its start position on (flags: SHMRING_START_NEWEST or SHMRING_START_OLDEST),
- * and in policy BLOCK the producer waits for it.
+ * and in policy BLOCK the producer waits for it.  Enters the whole data
+ * area in the process's page tables, as shmring_producer_open() does,
+ * read-only.
  * Returns 0 and sets *consumer, or -EINVAL (NULL argument, unknown flags),
  * -EUSERS (every cursor slot is taken by a live consumer: slots of dead ones
  * are freed first), -EACCES (ring opened from a
@@ -461,7 +466,8 @@ SHMRING_API int shmring_consumer_open(struct shmring *ring, unsigned flags,
  * cursor: each message goes to exactly one member, whichever asks first.
  * Members join and leave at any time; a group ends when its last member
  * leaves, and one created later starts afresh (flags: where a new group
- * starts, as for shmring_consumer_open(); ignored when joining).
+ * starts, as for shmring_consumer_open(); ignored when joining).  Enters
+ * the data area in the page tables as shmring_consumer_open() does.
  * The consumer functions below work on the returned handle:
  *   - shmring_recv() and shmring_recv_batch() copy records out and then
  *     claim them with one compare-and-swap: a member that dies before the

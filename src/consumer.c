@@ -150,6 +150,7 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 	spin_init(&c->spin);
 	asym_register();
 	c->lockfd = live_open(r);
+	populate_data(r, 0);
 	return c;
 }
 

@@ -253,6 +253,7 @@ void asym_register(void);
 int asym_fence(void);
 
 /* ring.c */
+void populate_data(const struct shmring *r, int write);
 void endpoint_add(struct shmring *r, pid_t *opener);
 void endpoint_del(struct shmring *r, pid_t opener);
 uint64_t spin_ns(const struct shmring *r, const struct spin_state *adaptive);

@@ -213,6 +213,7 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	store_release(&r->prod->closed, 0);
 	atomic_fetch_add_explicit(&r->producers, 1, memory_order_relaxed);
 	endpoint_add(r, &p->opener);
+	populate_data(r, 1);
 	*out = p;
 	return 0;
 fail:
