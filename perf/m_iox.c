@@ -411,9 +411,12 @@ static int tput_role(struct bench *b, const struct ioxcase *c, int role)
 		/* Counting starts before the producer may: enabling the counter
 		 * can take milliseconds, which must not fall in the timed loop. */
 		loop_begin(b, &lm);
+		struct tputmark tm;
+		tput_warm_init(b, &tm);
 		attached(b);
 		for (uint64_t seq = 0; seq < p->n; seq++) {
 			const void *d;
+			tput_step(b, &tm, seq);
 			if ((rc = take(b, sub, &d)))
 				break;
 			const void *s = d;

@@ -225,8 +225,11 @@ static int mc_child(struct bench *b, void *priv, int role)
 	if (!src || !dst)
 		return fail(b, "out of memory");
 	memset(dst, 1, cap);
+	struct tputmark tm;
+	tput_warm_init(b, &tm);
 	tput_start(b);
 	for (uint64_t i = 0; i < b->p.n; i++) {
+		tput_step(b, &tm, i);
 		memcpy(dst + off, src, size);
 		__asm__ volatile("" : : "r"(dst) : "memory");
 		off += size;
@@ -338,6 +341,8 @@ static int generic_child(struct bench *b, struct fds *f, int role, xfer_fn tx, x
 	/* Counting starts before the producer may: enabling the counter
 	 * can take milliseconds, which must not fall in the timed loop. */
 	loop_begin(b, &lm);
+	struct tputmark tm;
+	tput_warm_init(b, &tm);
 	attached(b);
 	for (uint64_t seq = 0; seq < p->n;) {
 		unsigned k = p->n - seq < batch ? (unsigned)(p->n - seq) : batch;
@@ -346,6 +351,7 @@ static int generic_child(struct bench *b, struct fds *f, int role, xfer_fn tx, x
 		for (unsigned j = 0; j < k; j++)
 			if (unstamp(buf + j * size, size) != seq++)
 				return fail(b, "%s: message out of order", "consumer");
+		tput_step(b, &tm, seq);
 	}
 	loop_end(b, &lm, role);
 	tput_done(b, role, p->n);

@@ -141,6 +141,7 @@ static int tput_consumer(struct bench *b, struct shmring *r, int role)
 	struct shmring_consumer *c;
 	struct shmring_msg msgs[64];
 	struct loopmark lm;
+	struct tputmark tm;
 	unsigned max = p->batch < 64 ? p->batch : 64;
 	size_t buflen = (size_t)max * ((p->size + 7) & ~(size_t)7) + 8;
 	void *buf = malloc(buflen);
@@ -155,6 +156,7 @@ static int tput_consumer(struct bench *b, struct shmring *r, int role)
 	/* Counting starts before the producer may: enabling the counter
 	 * can take milliseconds, which must not fall in the timed loop. */
 	loop_begin(b, &lm);
+	tput_warm_init(b, &tm);
 	attached(b);
 	for (;;) {
 		int n;
@@ -183,6 +185,7 @@ static int tput_consumer(struct bench *b, struct shmring *r, int role)
 			CHECK(shmring_release(c));
 		got += (uint64_t)n;
 		loop_step(&lm, got);
+		tput_step(b, &tm, got);
 		if (!p->group && got >= p->n)
 			break;
 	}

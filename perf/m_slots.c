@@ -201,6 +201,8 @@ static int pool_child(struct bench *b, void *priv, int role)
 	/* Counting starts before the producer may: enabling the counter
 	 * can take milliseconds, which must not fall in the timed loop. */
 	loop_begin(b, &lm);
+	struct tputmark tm;
+	tput_warm_init(b, &tm);
 	attached(b);
 	for (uint64_t seq = 0; seq < p->n;) {
 		unsigned k = take(o, pl->q[0], v, batch);
@@ -216,6 +218,7 @@ static int pool_child(struct bench *b, void *priv, int role)
 				return fail(b, "consumer: message out of order");
 		}
 		put(o, pl->q[1], v, k);
+		tput_step(b, &tm, seq);
 	}
 	loop_end(b, &lm, role);
 	tput_done(b, role, p->n);

@@ -126,6 +126,7 @@ struct bench {
 	_Atomic uint32_t attached;/* endpoints attached (mechanism's own count) */
 	_Atomic uint64_t t0_ns;   /* producer started (CLOCK_MONOTONIC) */
 	_Atomic uint64_t t1_ns;   /* last consumer finished */
+	_Atomic uint64_t tw_ns;   /* the consumer got past the warm-up (tput_step()) */
 	uint64_t got[MAX_ROLES];  /* messages each role received */
 	int64_t syscalls[MAX_ROLES]; /* system calls in the timed loop, -1 unknown */
 	/* ... in the steady part of it (loop_mark()), -1 unknown, and the
@@ -254,6 +255,35 @@ void syscalls_release(int fd);
  * starts; a consumer calls tput_done() after its last message. */
 void tput_start(struct bench *b);
 void tput_done(struct bench *b, int role, uint64_t got);
+
+/*
+ * The rate of a single-consumer throughput case is taken after a warm-up:
+ * the first eighth of its messages.  Until then each process touches
+ * memory for the first time, which costs a page fault per page (libshmring
+ * fills its page tables at open, the peers' slot pools do not) and, on the
+ * project's VMs, more even where the page tables are filled: 0.3 s
+ * repetitions at 65536 B ran at a quarter (ck_ring) and a half
+ * (libshmring) of the rate after the warm-up (perf/RESULTS.md, change 19).
+ * The consumer (for memcpy, its one
+ * process) calls tput_step() with the count of messages it has so far; the
+ * rate is then (n - warm) / (t1 - tw).
+ */
+struct tputmark {
+	uint64_t warm;
+	int done;
+};
+static inline void tput_warm_init(const struct bench *b, struct tputmark *m)
+{
+	m->warm = b->p.n / 8;
+	m->done = 0;
+}
+static inline void tput_step(struct bench *b, struct tputmark *m, uint64_t got)
+{
+	if (__builtin_expect(!m->done && got >= m->warm, 0)) {
+		atomic_store(&b->tw_ns, pf_now_ns());
+		m->done = 1;
+	}
+}
 
 /* A role says it has attached; another waits until n roles have. */
 void attached(struct bench *b);

@@ -33,8 +33,8 @@ void copy_blocks(void *dst, const void *src, size_t n)
  * Enters every page of the data area, both views, in this process's page
  * tables (writable for a producer), so that an endpoint's first lap through
  * the ring takes no page faults: one per page written and one per 16 pages
- * read, each microseconds, which on the project's VMs kept a 16 MiB ring
- * below a third of its speed for its first 0.3 s (perf/RESULTS.md, change
+ * read, each microseconds: on the project's VMs, 0.3 s runs at 65536 B
+ * (a 16 MiB ring) went twice as fast with this (perf/RESULTS.md, change
  * 18).  The storage exists since the creation (posix_fallocate()), so this
  * only fills page tables.  Page tables are not inherited by fork(): each
  * open does it, and it is quick once they are filled.  Before Linux 5.14
