@@ -264,9 +264,8 @@ void tput_done(struct bench *b, int role, uint64_t got);
  * project's VMs, more even where the page tables are filled: 0.3 s
  * repetitions at 65536 B ran at a quarter (ck_ring) and a half
  * (libshmring) of the rate after the warm-up (perf/RESULTS.md, change 19).
- * The consumer (for memcpy, its one
- * process) calls tput_step() with the count of messages it has so far; the
- * rate is then (n - warm) / (t1 - tw).
+ * The consumer (for memcpy, its one process) calls tput_step() with the
+ * count of messages it has so far; the rate is then (n - warm) / (t1 - tw).
  */
 struct tputmark {
 	uint64_t warm;
