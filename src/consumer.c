@@ -150,8 +150,17 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 	spin_init(&c->spin);
 	asym_register();
 	c->lockfd = live_open(r);
-	populate_data(r, 0);
 	return c;
+}
+
+/* The end of a successful open: the spin's message count starts here, the
+ * process counts the endpoint, and its page tables get the data area (only
+ * now, so that an open that fails does not pay for it). */
+static void open_done(struct shmring_consumer *c)
+{
+	c->spin.moved = c->seq;
+	endpoint_add(c->r, &c->opener);
+	populate_data(c->r, 0);
 }
 
 static void consumer_free(struct shmring_consumer *c)
@@ -199,8 +208,7 @@ SHMRING_API int shmring_consumer_open(struct shmring *r, unsigned flags,
 			return -EPROTO;
 		}
 	}
-	c->spin.moved = c->seq;
-	endpoint_add(r, &c->opener);
+	open_done(c);
 	*out = c;
 	return 0;
 }
@@ -227,8 +235,7 @@ SHMRING_API int shmring_group_open(struct shmring *r, const char *name, unsigned
 		consumer_free(c);
 		return rc;
 	}
-	c->spin.moved = c->seq;
-	endpoint_add(r, &c->opener);
+	open_done(c);
 	*out = c;
 	return 0;
 }

@@ -438,8 +438,8 @@ Test(lifecycle, open_fills_page_tables)
 	/* Keeps the first message for the consumer below. */
 	struct shmring_consumer *hold = NULL;
 	ASSERT_RC(shmring_consumer_open(r, SHMRING_START_OLDEST, &hold), 0);
-	long *missing = test_shared_zero(2 * sizeof(long));
-	missing[0] = missing[1] = -2;
+	long *missing = test_shared_zero(3 * sizeof(long));
+	missing[0] = missing[1] = missing[2] = -2;
 
 	pid_t pid = test_spawn();
 	if (pid == 0) {
@@ -469,14 +469,28 @@ Test(lifecycle, open_fills_page_tables)
 		_exit(shmring_consumer_close(c) == 0 ? 0 : 11);
 	}
 	cr_assert_eq(test_wait(pid), 0, "consumer");
+
+	pid = test_spawn();
+	if (pid == 0) {
+		struct shmring_consumer *c = NULL;
+		const void *d = NULL;
+		size_t len = 0;
+		if (shmring_group_open(r, "populate", SHMRING_START_OLDEST, &c) != 0 ||
+		    shmring_peek(c, &d, &len) != 0 || len != 8)
+			_exit(10);
+		missing[2] = pages_missing((const char *)d - SHMRING_RECORD_HDR, 2 * (size_t)LAP_CAP);
+		_exit(shmring_consumer_close(c) == 0 ? 0 : 11);
+	}
+	cr_assert_eq(test_wait(pid), 0, "group member");
 	ASSERT_RC(shmring_consumer_close(hold), 0);
 	ASSERT_RC(shmring_close(r), 0);
-	long m0 = missing[0], m1 = missing[1];
-	munmap(missing, 2 * sizeof(long));
-	if (m0 == -1 || m1 == -1)
+	long m0 = missing[0], m1 = missing[1], m2 = missing[2];
+	munmap(missing, 3 * sizeof(long));
+	if (m0 == -1 || m1 == -1 || m2 == -1)
 		cr_skip_test("/proc/self/pagemap cannot be read here");
 	cr_assert_eq(m0, 0, "producer: %ld pages of the data area not in its page tables", m0);
 	cr_assert_eq(m1, 0, "consumer: %ld pages of the data area not in its page tables", m1);
+	cr_assert_eq(m2, 0, "group member: %ld pages of the data area not in its page tables", m2);
 }
 
 Test(lifecycle, unlink_then_open_enoent)
