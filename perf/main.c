@@ -409,14 +409,13 @@ static int meas_rep(struct meas *ms)
 				return -1;
 			}
 		}
-		double t = (double)(b->t1_ns - b->t0_ns);
-		uint64_t tw = atomic_load(&b->tw_ns);
-		if ((p.kind == K_TPUT || p.kind == K_MEMCPY) && p.consumers <= 1 && tw > b->t0_ns &&
-		    b->t1_ns > tw) {
-			/* After the warm-up: see tput_step(). */
-			ms->vals[ms->nv++] = (double)(p.n - p.n / 8) / ((double)(b->t1_ns - tw) / 1e9);
-		} else if (p.kind == K_TPUT || p.kind == K_MEMCPY) {
-			ms->vals[ms->nv++] = (double)p.n / (t / 1e9);
+		if (p.kind == K_TPUT || p.kind == K_MEMCPY) {
+			/* After the warm-up where its one consumer stamped it
+			 * (tput_step()), else over the whole run. */
+			uint64_t t0 = b->t0_ns, tw = atomic_load(&b->tw_ns), n = p.n;
+			if (p.consumers <= 1 && tw > t0 && b->t1_ns > tw)
+				t0 = tw, n -= b->tw_got;
+			ms->vals[ms->nv++] = (double)n / ((double)(b->t1_ns - t0) / 1e9);
 		} else {
 			hist_finish(&b->h);
 			ms->vals[ms->nv++] = ns_of(hist_quantile(&b->h, 0.5));

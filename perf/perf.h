@@ -127,6 +127,7 @@ struct bench {
 	_Atomic uint64_t t0_ns;   /* producer started (CLOCK_MONOTONIC) */
 	_Atomic uint64_t t1_ns;   /* last consumer finished */
 	_Atomic uint64_t tw_ns;   /* the consumer got past the warm-up (tput_step()) */
+	uint64_t tw_got;          /* its count of messages then */
 	uint64_t got[MAX_ROLES];  /* messages each role received */
 	int64_t syscalls[MAX_ROLES]; /* system calls in the timed loop, -1 unknown */
 	/* ... in the steady part of it (loop_mark()), -1 unknown, and the
@@ -265,7 +266,8 @@ void tput_done(struct bench *b, int role, uint64_t got);
  * repetitions at 65536 B ran at a quarter (ck_ring) and a half
  * (libshmring) of the rate after the warm-up (perf/RESULTS.md, change 19).
  * The consumer (for memcpy, its one process) calls tput_step() with the
- * count of messages it has so far; the rate is then (n - warm) / (t1 - tw).
+ * count of messages it has so far; the rate is then the messages after
+ * that count over the time after it: (n - tw_got) / (t1 - tw_ns).
  */
 struct tputmark {
 	uint64_t warm;
@@ -279,6 +281,7 @@ static inline void tput_warm_init(const struct bench *b, struct tputmark *m)
 static inline void tput_step(struct bench *b, struct tputmark *m, uint64_t got)
 {
 	if (__builtin_expect(!m->done && got >= m->warm, 0)) {
+		b->tw_got = got;
 		atomic_store(&b->tw_ns, pf_now_ns());
 		m->done = 1;
 	}
