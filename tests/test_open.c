@@ -430,6 +430,23 @@ static long pages_missing(const void *p, size_t len)
  * AddressSanitizer would count its shadow memory's too.
  */
 #define LAP_CAP (8u << 20)
+
+/* For a child: opens a broadcast consumer, or a member of a group, peeks
+ * the first message (at position 0) and stores how many pages of the data
+ * area are missing from the page tables.  Returns an exit status. */
+static int reader_missing(struct shmring *r, int group, long *missing)
+{
+	struct shmring_consumer *c = NULL;
+	const void *d = NULL;
+	size_t len = 0;
+	int rc = group ? shmring_group_open(r, "populate", SHMRING_START_OLDEST, &c)
+		       : shmring_consumer_open(r, SHMRING_START_OLDEST, &c);
+	if (rc != 0 || shmring_peek(c, &d, &len) != 0 || len != 8)
+		return 10;
+	*missing = pages_missing((const char *)d - SHMRING_RECORD_HDR, 2 * (size_t)LAP_CAP);
+	return shmring_consumer_close(c) == 0 ? 0 : 11;
+}
+
 Test(lifecycle, open_fills_page_tables)
 {
 	struct shmring_opts o = test_opts(LAP_CAP, 4);
@@ -458,29 +475,12 @@ Test(lifecycle, open_fills_page_tables)
 	cr_assert_eq(test_wait(pid), 0, "producer");
 
 	pid = test_spawn();
-	if (pid == 0) {
-		struct shmring_consumer *c = NULL;
-		const void *d = NULL;
-		size_t len = 0;
-		if (shmring_consumer_open(r, SHMRING_START_OLDEST, &c) != 0 ||
-		    shmring_peek(c, &d, &len) != 0 || len != 8)
-			_exit(10);
-		missing[1] = pages_missing((const char *)d - SHMRING_RECORD_HDR, 2 * (size_t)LAP_CAP);
-		_exit(shmring_consumer_close(c) == 0 ? 0 : 11);
-	}
+	if (pid == 0)
+		_exit(reader_missing(r, 0, &missing[1]));
 	cr_assert_eq(test_wait(pid), 0, "consumer");
-
 	pid = test_spawn();
-	if (pid == 0) {
-		struct shmring_consumer *c = NULL;
-		const void *d = NULL;
-		size_t len = 0;
-		if (shmring_group_open(r, "populate", SHMRING_START_OLDEST, &c) != 0 ||
-		    shmring_peek(c, &d, &len) != 0 || len != 8)
-			_exit(10);
-		missing[2] = pages_missing((const char *)d - SHMRING_RECORD_HDR, 2 * (size_t)LAP_CAP);
-		_exit(shmring_consumer_close(c) == 0 ? 0 : 11);
-	}
+	if (pid == 0)
+		_exit(reader_missing(r, 1, &missing[2]));
 	cr_assert_eq(test_wait(pid), 0, "group member");
 	ASSERT_RC(shmring_consumer_close(hold), 0);
 	ASSERT_RC(shmring_close(r), 0);
