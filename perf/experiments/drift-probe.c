@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * drift-probe: why a byte ring of 4104-byte records loses to a slot pool at
+ * 4096 B, batch 32, zero-copy.  A bare single-producer, single-consumer
+ * byte ring (no libshmring) in a 1 MiB memfd mapped twice back to back:
+ * 8-byte headers, 4096-byte payloads, committed 32 at a time by one tail
+ * store.  The producer (CPU 0) copies each payload from a source buffer
+ * with glibc's memcpy and stamps its first and last 8 bytes; the consumer
+ * (CPU 1), in its own read-only mapping filled at map time, checks the
+ * header and both stamps, as the harness's zero-copy consumers do, and
+ * moves its head once per batch.  The modes:
+ *
+ *   drift        records back to back across laps, as libshmring lays
+ *                them out: 1 MiB is not a multiple of 4104 bytes, so each
+ *                lap's records start 2048 bytes further on than the last's
+ *   repeat       a record that would cross the end of the 1 MiB is moved
+ *                to the next lap's start (the gap skipped by both sides),
+ *                so that every lap puts its records where the last one did,
+ *                as a slot pool does
+ *   repeat+mid   repeat, and the consumer also reads one line in the
+ *                middle of each payload
+ *   drift+next   drift, and the producer issues prefetchw for the lines of
+ *                the next record before copying each one
+ *   drift+16k    drift, and the producer issues prefetchw for the first
+ *                16 KiB of each batch before copying it
+ *   drift+rw     drift, with a read-write consumer mapping
+ *   drift+fault  drift, with a read-only consumer mapping not filled at map
+ *                time (its pages fault in on the first lap)
+ *   library      libshmring itself, as the harness drives it: a 1 MiB memfd
+ *                ring, shmring_reserve_array_wait() for 32 records, each
+ *                copied and stamped, shmring_commit(); the consumer takes
+ *                shmring_peek_batch_wait() of up to 32 and checks the same
+ *                header length and stamps, then shmring_release()
+ *
+ * Each line the consumer reads stays in its cache, shared, until the
+ * producer writes it again a lap later.  Where that happens inside a large
+ * copy, the copy waits for the line.  With records that repeat, those lines
+ * are the first and last of a record, which the copy meets at its edges.
+ *
+ * The modes take turns, round after round, and each prints its median, so
+ * that the VM's placement changes (perf/RESULTS.md) hit every mode alike.
+ *
+ *   make && cc -O2 -Wall -Wextra -Iinclude -o drift-probe \
+ *       perf/experiments/drift-probe.c build/libshmring.a
+ *   ./drift-probe [rounds]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmring.h"
+
+#define CAP (1u << 20)
+#define HDR 8u
+#define SIZE 4096u
+#define REC (HDR + SIZE)
+#define BATCH 32u
+#define MSGS 1000000u
+
+enum { DRIFT, REPEAT, REPEAT_MID, DRIFT_NEXT, DRIFT_16K, DRIFT_RW, DRIFT_FAULT, LIBRARY, NMODES };
+static const char *const names[NMODES] = {"drift",      "repeat",   "repeat+mid", "drift+next",
+					  "drift+16k", "drift+rw", "drift+fault", "library"};
+
+struct ctl {
+	_Alignas(128) _Atomic uint64_t tail;
+	_Alignas(128) _Atomic uint64_t head;
+	_Alignas(128) _Atomic int ready;
+};
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void pin(int cpu)
+{
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	if (sched_setaffinity(0, sizeof(s), &s))
+		perror("sched_setaffinity");
+}
+
+static uint8_t *map_twice(int fd, int prot, int populate)
+{
+	uint8_t *b = mmap(NULL, 2 * CAP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return NULL;
+	int flags = MAP_SHARED | MAP_FIXED | (populate ? MAP_POPULATE : 0);
+	for (int i = 0; i < 2; i++)
+		if (mmap(b + i * CAP, CAP, prot, flags, fd, 0) == MAP_FAILED)
+			return NULL;
+	return b;
+}
+
+/* The position of the next record after one at pos: both sides agree. */
+static uint64_t next_pos(int mode, uint64_t pos)
+{
+	pos += REC;
+	if ((mode == REPEAT || mode == REPEAT_MID) && CAP - (pos & (CAP - 1)) < REC)
+		pos += CAP - (pos & (CAP - 1));
+	return pos;
+}
+
+static int consume(int mode, int fd, struct ctl *c)
+{
+	pin(1);
+	int prot = mode == DRIFT_RW ? PROT_READ | PROT_WRITE : PROT_READ;
+	const uint8_t *data = map_twice(fd, prot, mode != DRIFT_FAULT);
+	if (!data)
+		return 1;
+	atomic_store(&c->ready, 1);
+	uint64_t pos = 0, seq = 0;
+	while (seq < MSGS) {
+		uint64_t t;
+		while ((t = atomic_load_explicit(&c->tail, memory_order_acquire)) == pos)
+			__builtin_ia32_pause();
+		while (pos != t) {
+			const uint8_t *r = data + (pos & (CAP - 1));
+			uint64_t h, a, z;
+			memcpy(&h, r, 8);
+			memcpy(&a, r + HDR, 8);
+			memcpy(&z, r + HDR + SIZE - 8, 8);
+			if (mode == REPEAT_MID)
+				(void)*(const volatile uint8_t *)(r + HDR + SIZE / 2);
+			if (h != SIZE || a != seq || z != seq) {
+				fprintf(stderr, "message %llu: bad record\n", (unsigned long long)seq);
+				return 1;
+			}
+			seq++;
+			pos = next_pos(mode, pos);
+		}
+		atomic_store_explicit(&c->head, pos, memory_order_release);
+	}
+	return 0;
+}
+
+static void prefetch_w(const uint8_t *p, uint64_t len)
+{
+	for (uint64_t o = 0; o < len; o += 64)
+		__asm__ volatile("prefetchw %0" : : "m"(p[o]));
+}
+
+/* The library, driven as perf/m_shmring.c drives it (batch 32, zero-copy). */
+static int lib_consume(struct shmring *r, _Atomic int *ready)
+{
+	pin(1);
+	struct shmring_consumer *c;
+	struct shmring_msg m[BATCH];
+	int rc = shmring_consumer_open(r, SHMRING_START_OLDEST, &c);
+	if (rc) {
+		fprintf(stderr, "shmring_consumer_open: %s\n", shmring_strerror(rc));
+		return 1;
+	}
+	atomic_store(ready, 1);
+	for (uint64_t seq = 0; seq < MSGS;) {
+		int n = shmring_peek_batch_wait(c, m, BATCH, NULL);
+		if (n < 0) {
+			fprintf(stderr, "shmring_peek_batch_wait: %s\n", shmring_strerror(n));
+			return 1;
+		}
+		for (int i = 0; i < n; i++, seq++) {
+			uint64_t a, z;
+			memcpy(&a, m[i].data, 8);
+			memcpy(&z, (const uint8_t *)m[i].data + SIZE - 8, 8);
+			if (m[i].len != SIZE || a != seq || z != seq) {
+				fprintf(stderr, "message %llu: bad record\n", (unsigned long long)seq);
+				return 1;
+			}
+		}
+		if (shmring_release(c) != n)
+			return 1;
+	}
+	rc = shmring_consumer_close(c);
+	if (rc)
+		fprintf(stderr, "shmring_consumer_close: %s\n", shmring_strerror(rc));
+	return rc ? 1 : 0;
+}
+
+static double lib_run(const uint8_t *src)
+{
+	struct shmring_opts o = {.size = sizeof(o), .capacity = CAP, .max_consumers = 1};
+	struct shmring *r;
+	struct shmring_producer *p;
+	_Atomic int *ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int rc = ready == MAP_FAILED ? -ENOMEM : shmring_create_anon("drift-probe", &o, &r);
+	if (rc) {
+		fprintf(stderr, "shmring_create_anon: %s\n", shmring_strerror(rc));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(lib_consume(r, ready));
+	pin(0);
+	rc = shmring_producer_open(r, &p);
+	if (rc) {
+		fprintf(stderr, "shmring_producer_open: %s\n", shmring_strerror(rc));
+		return -1;
+	}
+	while (!atomic_load(ready))
+		__builtin_ia32_pause();
+	void *(*volatile cpy)(void *, const void *, size_t) = memcpy;
+	double t0 = now();
+	for (uint64_t seq = 0; seq < MSGS;) {
+		for (unsigned k = 0; k < BATCH;) {
+			void *d;
+			int got = shmring_reserve_array_wait(p, SIZE, BATCH - k, &d, NULL);
+			if (got < 0) {
+				fprintf(stderr, "shmring_reserve_array_wait: %s\n", shmring_strerror(got));
+				return -1;
+			}
+			uint8_t *x = d;
+			for (int i = 0; i < got; i++, x += SHMRING_RECORD_SIZE(SIZE), seq++) {
+				cpy(x, src, SIZE);
+				memcpy(x, &seq, 8);
+				memcpy(x + SIZE - 8, &seq, 8);
+			}
+			k += (unsigned)got;
+		}
+		if (shmring_commit(p) < 0)
+			return -1;
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	double rate = MSGS / (now() - t0) / 1e6;
+	shmring_producer_close(p);
+	shmring_close(r);
+	munmap(ready, sizeof(*ready));
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fprintf(stderr, "consumer: wait status %#x\n", st);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? rate : -1;
+}
+
+/* One run of MSGS messages; returns millions of messages a second, or -1. */
+static double run(int mode, const uint8_t *src)
+{
+	if (mode == LIBRARY)
+		return lib_run(src);
+	int fd = memfd_create("drift-probe", 0);
+	uint8_t *data;
+	struct ctl *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			     -1, 0);
+	if (fd < 0 || ftruncate(fd, CAP) || c == MAP_FAILED ||
+	    !(data = map_twice(fd, PROT_READ | PROT_WRITE, 1)))
+		return -1;
+	memset(data, 0, CAP);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(consume(mode, fd, c));
+	pin(0);
+	while (!atomic_load(&c->ready))
+		__builtin_ia32_pause();
+	/* Opaque to the compiler: glibc's memcpy, as a user's. */
+	void *(*volatile cpy)(void *, const void *, size_t) = memcpy;
+	double t0 = now();
+	uint64_t tail = 0, limit = 0;
+	for (uint64_t seq = 0; seq < MSGS;) {
+		/* Room for a batch, whatever the gaps it skips. */
+		uint64_t end = tail + BATCH * REC + REC;
+		while (end - limit > CAP)
+			limit = atomic_load_explicit(&c->head, memory_order_acquire);
+		if (mode == DRIFT_16K)
+			prefetch_w(data + (tail & (CAP - 1)), 16384);
+		for (unsigned k = 0; k < BATCH; k++, seq++) {
+			uint8_t *r = data + (tail & (CAP - 1));
+			uint64_t h = SIZE;
+			if (mode == DRIFT_NEXT)
+				prefetch_w(r + REC, REC);
+			memcpy(r, &h, 8);
+			cpy(r + HDR, src, SIZE);
+			memcpy(r + HDR, &seq, 8);
+			memcpy(r + HDR + SIZE - 8, &seq, 8);
+			tail = next_pos(mode, tail);
+		}
+		atomic_store_explicit(&c->tail, tail, memory_order_release);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	double rate = MSGS / (now() - t0) / 1e6;
+	munmap(data, 2 * CAP);
+	munmap(c, sizeof(*c));
+	close(fd);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? rate : -1;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	int rounds = argc > 1 ? atoi(argv[1]) : 5;
+	if (rounds < 1 || rounds > 100)
+		rounds = 5;
+	double v[NMODES][100];
+	uint8_t *src = aligned_alloc(4096, SIZE);
+	if (!src)
+		return 1;
+	for (unsigned i = 0; i < SIZE; i++)
+		src[i] = (uint8_t)(i * 131 + 7);
+	for (int r = 0; r < rounds; r++)
+		for (int m = 0; m < NMODES; m++)
+			if ((v[m][r] = run(m, src)) < 0) {
+				fprintf(stderr, "%s: failed\n", names[m]);
+				free(src);
+				return 1;
+			}
+	printf("4096 B, batch 32, medians of %d rounds (M msg/s; ratio to drift)\n", rounds);
+	double base = 0;
+	for (int m = 0; m < NMODES; m++) {
+		qsort(v[m], (size_t)rounds, sizeof(double), cmp);
+		double med = v[m][rounds / 2];
+		if (m == DRIFT)
+			base = med;
+		printf("  %-12s %6.2f  %.2fx  (%.2f-%.2f)\n", names[m], med, med / base, v[m][0],
+		       v[m][rounds - 1]);
+	}
+	free(src);
+	return 0;
+}
