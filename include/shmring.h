@@ -127,7 +127,9 @@ enum shmring_policy {
 };
 
 /* Record header size in bytes; each record takes
- * SHMRING_RECORD_SIZE(len) bytes of the ring. */
+ * SHMRING_RECORD_SIZE(len) bytes of the ring.  A record that would cross
+ * the end of the data area, when the rest of the lap is at most capacity / 16
+ * bytes, starts the next lap after a pad of that rest (shmring(7)). */
 #define SHMRING_RECORD_HDR 8u
 #define SHMRING_RECORD_SIZE(len) \
 	(SHMRING_RECORD_HDR + (((uint64_t)(len) + 7u) & ~(uint64_t)7u))
@@ -374,9 +376,10 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *producer, size_t l
  * of shmring_reserve().  Reserves as many as there is room for now, at
  * least 1: returns that number k (1 <= k <= n; data[k..n-1] untouched), or
  * the error that shmring_reserve() gives for the first record.  Fewer than n
- * come back when the ring (BLOCK) has room for fewer, or when n more would
- * make the uncommitted records exceed the capacity.  Also -EINVAL for
- * n == 0.  [AS-safe]
+ * come back when the ring (BLOCK) has room for fewer, when n more would
+ * make the uncommitted records exceed the capacity, or before a record that
+ * would start the next lap after a pad (shmring(7)): the records of one call
+ * lie back to back.  Also -EINVAL for n == 0.  [AS-safe]
  */
 SHMRING_API int shmring_reserve_batch(struct shmring_producer *producer, size_t len,
 				      unsigned n, void **data);

@@ -304,7 +304,9 @@ SHMRING_API int shmring_lost(const struct shmring_consumer *c, uint64_t *lost)
 }
 
 /* Lapped (OVERWRITE): everything from cpos to head is gone.  Counts it, moves
- * to the oldest intact record and drops what was peeked. */
+ * to the oldest intact record and drops what was peeked: -EOVERFLOW.  If no
+ * message was between them, only a pad (layout.h) was overwritten: moves
+ * past it, keeps what was peeked (it lies past head) and returns 0. */
 static int lapped(struct shmring_consumer *c)
 {
 	uint64_t h, hs, t, ts;
@@ -314,6 +316,13 @@ static int lapped(struct shmring_consumer *c)
 		return live_held(c->r, c->r->g.prod_off) ? rc : -EPIPE;
 	if (h < c->cpos || h > t || hs < c->cseq || hs - c->cseq > h - c->cpos || (h & 7))
 		return -EPROTO;
+	if (hs == c->cseq) {
+		if (c->rpos < h)
+			c->rpos = h;
+		c->cpos = h;
+		store_release(&c->slot->pos, h);
+		return 0;
+	}
 	c->lost += hs - c->cseq;
 	c->rpos = c->cpos = h;
 	c->seq = c->cseq = hs;
@@ -327,40 +336,58 @@ static int lapped(struct shmring_consumer *c)
  * -EOVERFLOW (overwrite: lapped). */
 static inline int next_record(struct shmring_consumer *c, const void **data, size_t *len)
 {
-	if (c->rpos == c->cached_tail) {
-		/* Pairs with store_release(tail) in the producer's commit(). */
-		c->cached_tail = load_acquire(&c->prod->tail);
+	for (;;) {
 		if (c->rpos == c->cached_tail) {
-			/* Pairs with store_release(closed) in
-			 * shmring_producer_shutdown(); then re-read the tail,
-			 * which was stored before closed. */
-			if (!load_acquire(&c->prod->closed) && !idle_check(c))
-				return -EAGAIN;
-			/* Closed, or gone (or closed while we looked): what
-			 * it published first. */
+			/* Pairs with store_release(tail) in the producer's
+			 * commit(). */
 			c->cached_tail = load_acquire(&c->prod->tail);
-			if (c->rpos == c->cached_tail)
-				return -EPIPE;
+			if (c->rpos == c->cached_tail) {
+				/* Pairs with store_release(closed) in
+				 * shmring_producer_shutdown(); then re-read
+				 * the tail, which was stored before closed. */
+				if (!load_acquire(&c->prod->closed) && !idle_check(c))
+					return -EAGAIN;
+				/* Closed, or gone (or closed while we
+				 * looked): what it published first. */
+				c->cached_tail = load_acquire(&c->prod->tail);
+				if (c->rpos == c->cached_tail)
+					return -EPIPE;
+			}
 		}
-	}
-	uint64_t avail = c->cached_tail - c->rpos;
-	const struct shm_rec *rec = (const struct shm_rec *)(c->data + (c->rpos & c->mask));
-	/* Read the header once: a corrupt producer could change it under us. */
-	uint32_t n = *(const volatile uint32_t *)&rec->len;
-	if (c->overwrite) {
-		uint32_t s = *(const volatile uint32_t *)&rec->seq;
-		fence_acquire(); /* the header read, then head */
-		if (load_relaxed(&c->prod->head) > c->cpos)
-			return lapped(c);
-		if (s != (uint32_t)c->seq)
+		uint64_t avail = c->cached_tail - c->rpos;
+		const struct shm_rec *rec =
+			(const struct shm_rec *)(c->data + (c->rpos & c->mask));
+		/* Read the header once: a corrupt producer could change it
+		 * under us. */
+		uint32_t n = *(const volatile uint32_t *)&rec->len;
+		if (c->overwrite) {
+			uint32_t s = *(const volatile uint32_t *)&rec->seq;
+			fence_acquire(); /* the header read, then head */
+			if (load_relaxed(&c->prod->head) > c->cpos) {
+				int rc = lapped(c);
+				if (rc)
+					return rc;
+				continue; /* only a pad was lost: read again */
+			}
+			if (s != (uint32_t)c->seq)
+				return -EPROTO;
+		}
+		if (n == REC_PAD) {
+			/* The rest of the lap; published with the record
+			 * after it, so never the last thing published. */
+			uint64_t rest = c->cap - (c->rpos & c->mask);
+			if (avail > c->cap || rest >= avail)
+				return -EPROTO;
+			c->rpos += rest;
+			continue;
+		}
+		uint64_t sz = SHMRING_RECORD_SIZE(n);
+		if (avail > c->cap || n > c->max_message || sz > avail)
 			return -EPROTO;
+		*data = rec + 1;
+		*len = n;
+		return 0;
 	}
-	uint64_t sz = SHMRING_RECORD_SIZE(n);
-	if (avail > c->cap || n > c->max_message || sz > avail)
-		return -EPROTO;
-	*data = rec + 1;
-	*len = n;
-	return 0;
 }
 
 /* Consumes the record next_record() returned. */
@@ -380,8 +407,11 @@ static inline int release(struct shmring_consumer *c)
 		/* Everything read since cpos was intact if head has not passed
 		 * cpos after the reads.  Pairs with advance_head(). */
 		fence_acquire();
-		if (load_relaxed(&c->prod->head) > c->cpos)
-			return lapped(c);
+		if (load_relaxed(&c->prod->head) > c->cpos) {
+			int rc = lapped(c);
+			if (rc)
+				return rc;
+		}
 	}
 	c->npeeked = 0;
 	c->cpos = c->rpos;

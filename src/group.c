@@ -277,11 +277,22 @@ static int cursor(struct shmring_consumer *c, uint64_t *pp, uint64_t *avail)
 	}
 }
 
-/* Length of the record at p, or -EPROTO if it cannot be one. */
-static int64_t rec_len(const struct shmring_consumer *c, uint64_t p, uint64_t avail)
+/* Length of the record at *p, or -EPROTO if it cannot be one; avail bytes
+ * are published from *p on.  A pad (layout.h) before it moves *p (and
+ * avail) past the pad: a pad is published with the record after it. */
+static int64_t rec_len(const struct shmring_consumer *c, uint64_t *p, uint64_t avail)
 {
-	const struct shm_rec *rec = (const struct shm_rec *)(c->data + (p & c->mask));
+	const struct shm_rec *rec = (const struct shm_rec *)(c->data + (*p & c->mask));
 	uint32_t n = *(const volatile uint32_t *)&rec->len;
+	if (n == REC_PAD) {
+		uint64_t rest = c->cap - (*p & c->mask);
+		if (rest >= avail)
+			return -EPROTO;
+		*p += rest;
+		avail -= rest;
+		rec = (const struct shm_rec *)(c->data + (*p & c->mask));
+		n = *(const volatile uint32_t *)&rec->len;
+	}
 	if (n > c->max_message || SHMRING_RECORD_SIZE(n) > avail)
 		return -EPROTO;
 	return n;
@@ -301,9 +312,11 @@ int group_peek(struct shmring_consumer *c, struct shmring_msg *msgs, unsigned ma
 		uint64_t end = p;
 		unsigned k = 0;
 		while (k < max && end - p < avail) {
-			int64_t n = rec_len(c, end, avail - (end - p));
+			uint64_t at = end;
+			int64_t n = rec_len(c, &at, avail - (end - p));
 			if (n < 0)
 				break;
+			end = at;
 			msgs[k].data = c->data + (end & c->mask) + SHMRING_RECORD_HDR;
 			msgs[k].len = (size_t)n;
 			end += SHMRING_RECORD_SIZE(n);
@@ -356,7 +369,8 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 		unsigned k = 0;
 		int stale = 0;
 		while (k < max && end - p < avail) {
-			int64_t n = rec_len(c, end, avail - (end - p));
+			uint64_t at = end;
+			int64_t n = rec_len(c, &at, avail - (end - p));
 			if (n < 0)
 				break;
 			if (off > buflen || (size_t)n > buflen - off) {
@@ -369,6 +383,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 				msgs[0].len = (size_t)n;
 				return -EMSGSIZE;
 			}
+			end = at;
 			if (n)
 				copy_payload((uint8_t *)buf + off,
 					     c->data + (end & c->mask) + SHMRING_RECORD_HDR,

@@ -22,7 +22,7 @@
 #include "atomics.h"
 
 #define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
-#define SHMRING_LAYOUT_VERSION 4u
+#define SHMRING_LAYOUT_VERSION 5u
 #define SLOT_SIZE 128u
 #define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
 
@@ -173,10 +173,24 @@ _Static_assert(sizeof(struct shm_slot) == SLOT_SIZE, "layout");
 
 /* A record: this header, then len payload bytes, padded to 8. */
 struct shm_rec {
-	uint32_t len;
-	uint32_t seq;          /* low 32 bits of the message's sequence number */
+	uint32_t len;          /* payload bytes, or REC_PAD */
+	uint32_t seq;          /* low 32 bits of the message's sequence number
+	                        * (REC_PAD: the next record's) */
 };
 _Static_assert(sizeof(struct shm_rec) == 8, "layout");
+
+/*
+ * Padding (layout 5): a header whose len is REC_PAD stands for the rest of
+ * the lap, up to the end of the data area; the next record starts at the
+ * next lap.  The producer writes one in the same reservation as the record
+ * after it, so a pad is never the last thing published, when a record would
+ * otherwise cross the end of the data area and the rest of the lap is at
+ * most capacity >> PAD_SHIFT bytes.  Messages of one size then sit at the
+ * same places lap after lap (perf/RESULTS.md, change 20); a larger record
+ * still crosses the end, contiguous through the second mapping.
+ */
+#define REC_PAD UINT32_MAX
+#define PAD_SHIFT 4u
 
 /* The one layout function: creator and opener must agree on every offset. */
 struct shm_geom {

@@ -88,6 +88,13 @@ static uint64_t count_records(const struct shmring_producer *p, uint64_t *end)
 	while (h != p->tail) {
 		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
 		uint32_t len = *(const volatile uint32_t *)&rec->len;
+		if (len == REC_PAD) {
+			uint64_t rest = p->cap - (h & p->mask);
+			if (rest >= p->tail - h)
+				break;
+			h += rest;
+			continue;
+		}
 		if (len > p->max_message || SHMRING_RECORD_SIZE(len) > p->tail - h)
 			break;
 		h += SHMRING_RECORD_SIZE(len);
@@ -326,13 +333,15 @@ static void advance_head(struct shmring_producer *p, uint64_t end)
 		 * everything up to the tail is given up. */
 		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
 		uint32_t len = *(const volatile uint32_t *)&rec->len;
-		if (len > p->max_message || SHMRING_RECORD_SIZE(len) > p->tail - h) {
+		uint64_t sz = len == REC_PAD ? p->cap - (h & p->mask) : SHMRING_RECORD_SIZE(len);
+		if ((len > p->max_message && len != REC_PAD) || sz > p->tail - h ||
+		    (len == REC_PAD && sz == p->tail - h)) {
 			h = p->tail;
 			hs = p->tail_seq;
 			break;
 		}
-		h += SHMRING_RECORD_SIZE(len);
-		hs++;
+		h += sz;
+		hs += len != REC_PAD;
 	}
 	p->head = h;
 	p->head_seq = hs;
@@ -381,6 +390,24 @@ static __attribute__((noinline)) int reserve_full(struct shmring_producer *p, ui
 	return end - p->limit > p->cap ? -EAGAIN : 0;
 }
 
+/* Bytes of padding (layout.h, REC_PAD) before a record of sz bytes at
+ * position t: the rest of the lap if the record would cross the end of the
+ * data area and that rest is small, else 0. */
+static inline uint64_t pad_before(const struct shmring_producer *p, uint64_t t, uint64_t sz)
+{
+	uint64_t rest = p->cap - (t & p->mask);
+	return rest < sz && rest <= p->cap >> PAD_SHIFT ? rest : 0;
+}
+
+/* Writes a pad at rtail, `rest` bytes to the end of the lap, and moves rtail
+ * to the next lap.  It carries the sequence number of the record after it. */
+static inline void put_pad(struct shmring_producer *p, uint64_t rest)
+{
+	struct shm_rec h = {.len = REC_PAD, .seq = (uint32_t)p->seq};
+	memcpy(p->data + (p->rtail & p->mask), &h, sizeof(h));
+	p->rtail += rest;
+}
+
 /* Writes the header of the record at rtail, of `len` bytes, and moves rtail
  * past it: one 8-byte store into the ring. */
 static inline void put_header(struct shmring_producer *p, size_t len, uint64_t end, void **data)
@@ -399,7 +426,9 @@ static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 		return -EPIPE;
 	if (len > p->max_message)
 		return -EMSGSIZE;
-	uint64_t end = p->rtail + SHMRING_RECORD_SIZE(len);
+	uint64_t sz = SHMRING_RECORD_SIZE(len);
+	uint64_t pad = pad_before(p, p->rtail, sz);
+	uint64_t end = p->rtail + pad + sz;
 	int rc = 0;
 	if (p->overwrite)
 		rc = reserve_overwrite(p, end);
@@ -407,6 +436,8 @@ static inline int reserve(struct shmring_producer *p, size_t len, void **data)
 		rc = reserve_full(p, end);
 	if (rc)
 		return rc;
+	if (pad)
+		put_pad(p, pad);
 	put_header(p, len, end, data);
 	return 0;
 }
@@ -419,7 +450,8 @@ static int reserve_wait(struct shmring_producer *p, size_t len, void **data,
 		int rc = reserve(p, len, data);
 		if (rc != -EAGAIN)
 			return rc;
-		rc = wait_for_room(p, p->rtail + SHMRING_RECORD_SIZE(len), deadline);
+		uint64_t sz = SHMRING_RECORD_SIZE(len);
+		rc = wait_for_room(p, p->rtail + pad_before(p, p->rtail, sz) + sz, deadline);
 		if (rc)
 			return rc;
 	}
@@ -438,8 +470,11 @@ static inline int reserve_fast(struct shmring_producer *p, size_t len, void **da
 {
 	if (p->shut || p->overwrite || len > p->max_message)
 		return 0;
-	uint64_t end = p->rtail + SHMRING_RECORD_SIZE(len);
-	if (end - p->limit > p->cap)
+	uint64_t sz = SHMRING_RECORD_SIZE(len);
+	uint64_t end = p->rtail + sz;
+	/* A record that would cross the end of the data area may need a pad:
+	 * reserve() sees to it. */
+	if (end - p->limit > p->cap || (p->rtail & p->mask) + sz > p->cap)
 		return 0;
 	put_header(p, len, end, data);
 	return 1;
@@ -501,6 +536,11 @@ reserve_more(struct shmring_producer *p, size_t len, unsigned n, void **data, in
 	uint64_t fit = (p->limit + p->cap - p->rtail) / sz;
 	if (fit < n && refresh_limit(p))
 		fit = (p->limit + p->cap - p->rtail) / sz;
+	/* Not past a pad: the records of one call lie back to back.  The
+	 * next call pads (reserve()). */
+	uint64_t lap = (p->cap - (p->rtail & p->mask)) / sz;
+	if (lap < fit && pad_before(p, p->rtail + lap * sz, sz))
+		fit = lap;
 	unsigned m = fit < n ? (unsigned)fit : n;
 	uint64_t rt = p->rtail, seq = p->seq;
 	for (unsigned k = 0; k < m; k++) {
@@ -538,9 +578,10 @@ reserve_batch(struct shmring_producer *p, size_t len, unsigned n, void **data,
 	unsigned k = 1;
 	if (p->overwrite) {
 		/* One by one: each may move head.  They follow one another
-		 * in the ring, so the stride holds here too. */
+		 * in the ring, so the stride holds here too: not past a pad. */
 		void *d;
-		while (k < n && reserve(p, len, each ? &data[k] : &d) == 0)
+		while (k < n && !pad_before(p, p->rtail, SHMRING_RECORD_SIZE(len)) &&
+		       reserve(p, len, each ? &data[k] : &d) == 0)
 			k++;
 		return (int)k;
 	}

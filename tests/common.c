@@ -167,6 +167,12 @@ uint64_t test_env(const char *name, uint64_t def)
 	return v && *v ? strtoull(v, NULL, 0) : def;
 }
 
+uint64_t test_pad_before(uint64_t pos, uint64_t cap, uint64_t sz)
+{
+	uint64_t rest = cap - (pos & (cap - 1));
+	return rest < sz && rest <= cap / 16 ? rest : 0;
+}
+
 uint64_t test_rnd(uint64_t *s)
 {
 	*s ^= *s << 13;

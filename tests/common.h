@@ -37,6 +37,12 @@ uint64_t test_now_ns(void);
 /* xorshift64: the next pseudo-random number of the state *s (not 0). */
 uint64_t test_rnd(uint64_t *s);
 
+/* Bytes of padding a producer puts before a record of sz bytes at position
+ * pos of a ring of capacity cap: the rest of the lap, if the record would
+ * cross the end of the data area and the rest is at most cap / 16
+ * (shmring(7), DATA LAYOUT); else 0. */
+uint64_t test_pad_before(uint64_t pos, uint64_t cap, uint64_t sz);
+
 /* fork() for a test: the child dies with its parent (PR_SET_PDEATHSIG), so
  * a killed test leaves no process behind.  Aborts if fork fails. */
 pid_t test_spawn(void);

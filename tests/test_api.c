@@ -174,6 +174,14 @@ static uint64_t ts_ns(const struct timespec *ts)
 	return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
 }
 
+/* CPU time of the calling thread. */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	cr_assert_eq(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+	return ts_ns(&ts);
+}
+
 /* rc is -ETIMEDOUT, returned no earlier than dl and at most SLACK_NS after. */
 static void assert_timed_out(int rc, const struct timespec *dl, const char *what)
 {
@@ -755,7 +763,7 @@ Test(api, wrap_zero_copy_one_page_ring)
 	const uint64_t seed = 0x5eedf00dull, cap = in.capacity, mask = cap - 1;
 	const size_t maxl = in.max_message;
 	uint64_t pos = in.tail, seq = 0, rseq = 0;
-	unsigned straddles = 0, batches_cut = 0;
+	unsigned straddles = 0, batches_cut = 0, pads = 0;
 
 	for (unsigned round = 0; round < 4000; round++) {
 		unsigned k = 0;
@@ -770,6 +778,9 @@ Test(api, wrap_zero_copy_one_page_ring)
 			cr_assert_eq(rc, 0, "round %u: reserve(%zu): %d (%s)", round, len, rc,
 				     shmring_strerror(rc));
 			cr_assert_eq((uintptr_t)d % 8, 0u);
+			uint64_t pad = test_pad_before(pos, cap, SHMRING_RECORD_SIZE(len));
+			pads += pad != 0;
+			pos += pad;
 			uint64_t start = (pos & mask) + SHMRING_RECORD_HDR;
 			if (start < cap && start + len > cap)
 				straddles++;
@@ -795,12 +806,98 @@ Test(api, wrap_zero_copy_one_page_ring)
 	}
 	cr_assert_eq(rseq, seq);
 	cr_assert_gt(straddles, 50u, "only %u payloads crossed the wrap point", straddles);
+	cr_assert_gt(pads, 50u, "only %u records were padded to the next lap", pads);
 	cr_assert_gt(batches_cut, 0u);
 
 	close_prod(p);
 	close_cons(c);
 	close_ring(r2);
 	close_ring(r);
+}
+
+/*
+ * Messages of one size sit at the same places lap after lap (layout 5): a
+ * record that would cross the end of the data area starts the next lap,
+ * after a pad, so that what a consumer read on one lap is at the edges of
+ * the producer's copies on the next (perf/RESULTS.md, change 20).  The
+ * readers (broadcast, or a group member; one by one, then in batches) skip
+ * the pads.  Without padding, the 66th record would cross the end.
+ */
+static void records_repeat(int group, int batch)
+{
+	const uint64_t cap = 65536;
+	const size_t len = 1000;
+	const uint64_t sz = SHMRING_RECORD_SIZE(len), per_lap = cap / sz; /* 65, 16 B over */
+	struct shmring *r = new_ring(cap, 4);
+	struct shmring_consumer *c = NULL;
+	if (group)
+		cr_assert_eq(shmring_group_open(r, "lap", SHMRING_START_OLDEST, &c), 0);
+	else
+		c = open_cons(r, SHMRING_START_OLDEST);
+	struct shmring_producer *p = open_prod(r);
+	static void *wrote[65];
+	static const void *read[65];
+	uint64_t seq = 0, rseq = 0;
+	for (unsigned lap = 0; lap < 5; lap++) {
+		for (unsigned i = 0; i < per_lap; i += batch ? 16 : 1) {
+			void *d[16];
+			int k;
+			if (batch) {
+				k = shmring_reserve_batch(p, len, 16, d);
+				cr_assert(k >= 1, "reserve_batch: %d", k);
+				/* A batch stops at the lap's end: records back to back. */
+				cr_assert_eq((unsigned)k, i + 16 <= per_lap ? 16u : per_lap - i);
+			} else {
+				k = 1;
+				cr_assert_eq(shmring_reserve(p, len, &d[0]), 0);
+			}
+			for (int j = 0; j < k; j++) {
+				if (lap == 0)
+					wrote[i + j] = d[j];
+				cr_assert_eq(d[j], wrote[i + j], "lap %u, record %u: moved by %td bytes", lap,
+					     i + j, (uint8_t *)d[j] - (uint8_t *)wrote[i + j]);
+				msg_fill(d[j], len, seq++);
+			}
+			cr_assert_eq(shmring_commit(p), k);
+			struct shmring_msg m[16];
+			int n = shmring_peek_batch(c, m, 16);
+			cr_assert_eq(n, k, "peek_batch: %d (%s)", n, shmring_strerror(n));
+			for (int j = 0; j < n; j++) {
+				if (lap == 0)
+					read[i + j] = m[j].data;
+				cr_assert_eq(m[j].data, read[i + j], "lap %u, record %u: read elsewhere",
+					     lap, i + j);
+				uint64_t v;
+				memcpy(&v, m[j].data, 8);
+				cr_assert(m[j].len == len && v == rseq, "message %llu: seq %llu, %zu bytes",
+					  ull(rseq), ull(v), m[j].len);
+				rseq++;
+			}
+			cr_assert_eq(shmring_release(c), k);
+		}
+		/* Laps of 65 records and a 16-byte pad, written with the next
+		 * lap's first record. */
+		cr_assert_eq(ring_info(r).tail, (uint64_t)lap * cap + per_lap * sz);
+	}
+	close_prod(p);
+	close_cons(c);
+	close_ring(r);
+}
+
+Test(api, records_repeat_each_lap)
+{
+	records_repeat(0, 0);
+}
+
+Test(api, records_repeat_each_lap_batches)
+{
+	records_repeat(0, 1);
+}
+
+Test(api, records_repeat_each_lap_group)
+{
+	records_repeat(1, 0);
+	records_repeat(1, 1);
 }
 
 Test(api, abort_discards_reservations)
@@ -1659,17 +1756,26 @@ Test(api, send_wait_woken_by_child_release, .timeout = 60)
 	uint64_t seq = 0;
 	unsigned n = fill(p, &seq, len);
 	cr_assert_gt(n, 0u);
+	cr_assert_neq(test_pad_before((uint64_t)n * SHMRING_RECORD_SIZE(len), page_bytes(),
+				      SHMRING_RECORD_SIZE(len)),
+		      0u);
 
-	uint64_t t0 = test_now_ns();
+	/* Records of 208 bytes fill the ring but for less than one (19 and
+	 * 144 bytes in a 4 KiB page): the next one starts the next lap after
+	 * a pad, and waits for room for both (sleeping, not spinning: its CPU
+	 * time is checked). */
+	uint64_t t0 = test_now_ns(), cpu0 = cpu_ns();
 	cr_assert_eq(write_all(down[1], "g", 1), 0);
 	struct timespec dl;
 	cr_assert_eq(shmring_deadline(&dl, CHILD_WAIT_NS), 0);
 	msg_fill(scratch, len, seq);
 	int rc = shmring_send_wait(p, scratch, len, &dl);
-	uint64_t waited = test_now_ns() - t0;
+	uint64_t waited = test_now_ns() - t0, cpu = cpu_ns() - cpu0;
 	cr_assert_eq(rc, 0, "send_wait on a full ring: %d (%s)", rc, shmring_strerror(rc));
 	seq++;
 	cr_assert_geq(waited, 50 * MS, "send_wait returned before the child released anything");
+	cr_assert_lt(cpu, 30 * MS, "send_wait spun for %llu ms of CPU in %llu ms", ull(cpu / MS),
+		     ull(waited / MS));
 	cr_assert_leq(waited, WAKE_NS, "send_wait was not woken by the release (%llu ms)",
 		      ull(waited / MS));
 	/* And reserve_wait, woken the same way as the child drains. */
@@ -1695,6 +1801,94 @@ Test(api, send_wait_woken_by_child_release, .timeout = 60)
 	int st = test_wait(pid);
 	cr_assert_eq(st, 0, "child status %d", st);
 	cr_assert_eq(count, seq, "child received %llu of %llu messages", ull(count), ull(seq));
+	close_ring(r);
+}
+
+/*
+ * A record that starts the next lap after a pad needs room for both: the
+ * producer waits for that, sleeping, not for room for the record alone
+ * (which would come first here, and leave it spinning until the rest came).
+ * Page ring: one 16-byte record, then 208-byte ones up to 128 bytes before
+ * the end; then a 136-byte record needs 128 + 136.  The child releases the
+ * 16-byte record (144 free: enough for the record alone), waits, then the
+ * rest.
+ */
+Test(api, send_wait_sleeps_until_room_for_pad_and_record, .timeout = 60)
+{
+	const uint64_t cap = page_bytes(), small = 8, big = 200, last = 128;
+	struct shmring *r = new_ring(cap, 0);
+	int up[2], down[2];
+	make_pipe(up);
+	make_pipe(down);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(up[0]);
+		close(down[1]);
+		struct shmring_consumer *c = NULL;
+		if (shmring_consumer_open(r, SHMRING_START_NEWEST, &c))
+			_exit(10);
+		if (write_all(up[1], "r", 1))
+			_exit(11);
+		char ch;
+		if (read_all(down[0], &ch, 1))
+			_exit(12);
+		static uint8_t buf[4096];
+		size_t n = 0;
+		sleep_ms(100);
+		if (shmring_recv(c, buf, sizeof(buf), &n) || !is_msg(buf, n, 0, small))
+			_exit(13);
+		sleep_ms(150); /* the parent must sleep through this */
+		uint64_t count = 1;
+		struct timespec dl;
+		shmring_deadline(&dl, CHILD_WAIT_NS);
+		for (;;) {
+			int rc = shmring_recv_wait(c, buf, sizeof(buf), &n, &dl);
+			if (rc == -EPIPE)
+				break;
+			if (rc)
+				_exit(14);
+			count++;
+		}
+		if (write_all(up[1], &count, sizeof(count)))
+			_exit(15);
+		_exit(shmring_consumer_close(c) ? 16 : 0);
+	}
+	close(up[1]);
+	close(down[0]);
+	char ch;
+	cr_assert_eq(read_all(up[0], &ch, 1), 0, "child did not get ready");
+	struct shmring_producer *p = open_prod(r);
+	uint64_t seq = 0, pos = SHMRING_RECORD_SIZE(small);
+	cr_assert_eq(send_msg(p, seq++, small), 0);
+	while (cap - pos >= SHMRING_RECORD_SIZE(big) + last) {
+		cr_assert_eq(send_msg(p, seq++, big), 0);
+		pos += SHMRING_RECORD_SIZE(big);
+	}
+	size_t len = (size_t)(cap - pos); /* a record of SHMRING_RECORD_HDR more */
+	cr_assert_eq(cap - pos, last, "page of %llu bytes", ull(cap));
+	cr_assert_eq(send_msg(p, seq, len), -EAGAIN);
+
+	uint64_t t0 = test_now_ns(), cpu0 = cpu_ns();
+	cr_assert_eq(write_all(down[1], "g", 1), 0);
+	struct timespec dl;
+	cr_assert_eq(shmring_deadline(&dl, CHILD_WAIT_NS), 0);
+	msg_fill(scratch, len, seq);
+	int rc = shmring_send_wait(p, scratch, len, &dl);
+	uint64_t waited = test_now_ns() - t0, cpu = cpu_ns() - cpu0;
+	cr_assert_eq(rc, 0, "send_wait: %d (%s)", rc, shmring_strerror(rc));
+	seq++;
+	cr_assert_geq(waited, 200 * MS, "send_wait returned after %llu ms, before the room came",
+		      ull(waited / MS));
+	cr_assert_lt(cpu, 30 * MS, "send_wait spun for %llu ms of CPU in %llu ms", ull(cpu / MS),
+		     ull(waited / MS));
+	close_prod(p);
+	uint64_t count = 0;
+	cr_assert_eq(read_all(up[0], &count, sizeof(count)), 0, "child sent no count");
+	close(up[0]);
+	close(down[1]);
+	cr_assert_eq(test_wait(pid), 0);
+	cr_assert_eq(count, seq);
 	close_ring(r);
 }
 

@@ -545,7 +545,9 @@ Test(overwrite, one_page_ring_readers_race_the_producer, .timeout = 300)
 /* A model of the ring: the length of every message sent. */
 struct model {
 	size_t *lens;
+	uint64_t *starts; /* where each message's record starts (after a pad) */
 	uint64_t n, size; /* messages sent, array size */
+	uint64_t tail;    /* end of the last message's record */
 	uint64_t cap;
 	uint64_t seed;
 	size_t max_len;
@@ -562,7 +564,25 @@ static void model_init(struct model *m, const struct shmring_info *info, uint64_
 	m->max_len = info->max_message < MAX_LEN_CAP ? info->max_message : MAX_LEN_CAP;
 	m->size = 1 << 16;
 	m->lens = calloc(m->size, sizeof(size_t));
-	cr_assert_not_null(m->lens);
+	m->starts = calloc(m->size, sizeof(uint64_t));
+	cr_assert(m->lens && m->starts);
+}
+
+/* Bytes the next record of len bytes takes, its pad included. */
+static uint64_t model_need(const struct model *m, size_t len)
+{
+	uint64_t sz = SHMRING_RECORD_SIZE(len);
+	return test_pad_before(m->tail, m->cap, sz) + sz;
+}
+
+/* Message m->n, of len bytes, was reserved. */
+static void model_add(struct model *m, size_t len)
+{
+	cr_assert_lt(m->n, m->size);
+	uint64_t sz = SHMRING_RECORD_SIZE(len);
+	m->starts[m->n] = m->tail + test_pad_before(m->tail, m->cap, sz);
+	m->tail = m->starts[m->n] + sz;
+	m->lens[m->n++] = len;
 }
 
 static void model_send(struct model *m, struct shmring_producer *p)
@@ -573,26 +593,25 @@ static void model_send(struct model *m, struct shmring_producer *p)
 	int rc = shmring_send(p, scratch, len);
 	cr_assert_eq(rc, 0, "send of seq %llu (%zu bytes) in policy OVERWRITE: %s", ull(m->n), len,
 		     shmring_strerror(rc));
-	m->lens[m->n++] = len;
+	model_add(m, len);
 }
 
-/* Sends messages until at least `bytes` of records were written. */
+/* Sends messages until at least `bytes` of the ring were written. */
 static void model_send_bytes(struct model *m, struct shmring_producer *p, uint64_t bytes)
 {
-	uint64_t done = 0;
-	while (done < bytes) {
+	uint64_t from = m->tail;
+	while (m->tail - from < bytes)
 		model_send(m, p);
-		done += SHMRING_RECORD_SIZE(m->lens[m->n - 1]);
-	}
 }
 
-/* The oldest intact message: the first of the longest run of newest
- * messages whose records fit in the ring. */
+/* The oldest intact message: the first whose record starts at most a ring
+ * before the tail (the producer moves head past every record, and pad,
+ * that its writes destroy). */
 static uint64_t model_oldest(const struct model *m)
 {
-	uint64_t s = m->n, bytes = 0;
-	while (s > 0 && bytes + SHMRING_RECORD_SIZE(m->lens[s - 1]) <= m->cap)
-		bytes += SHMRING_RECORD_SIZE(m->lens[--s]);
+	uint64_t s = m->n;
+	while (s > 0 && m->tail - m->starts[s - 1] <= m->cap)
+		s--;
 	return s;
 }
 
@@ -704,23 +723,22 @@ Test(overwrite, never_eagain_and_start_oldest_after_wrap, .timeout = 30)
 		uint64_t bytes = 0;
 		unsigned k = 0;
 		for (;;) {
-			size_t len = msg_len(m.seed, m.n + k, m.max_len);
+			size_t len = msg_len(m.seed, m.n, m.max_len);
 			void *d = NULL;
 			int rc = shmring_reserve(p, len, &d);
+			uint64_t need = model_need(&m, len);
 			if (rc == -ENOBUFS) {
-				cr_assert_gt(bytes + SHMRING_RECORD_SIZE(len), m.cap,
-					     "-ENOBUFS with %llu bytes uncommitted",
-					     ull(bytes + SHMRING_RECORD_SIZE(len)));
+				cr_assert_gt(bytes + need, m.cap, "-ENOBUFS with %llu bytes uncommitted",
+					     ull(bytes + need));
 				break;
 			}
 			cr_assert_eq(rc, 0, "reserve in policy OVERWRITE: %s", shmring_strerror(rc));
-			msg_fill(d, len, m.n + k);
-			m.lens[m.n + k] = len;
-			bytes += SHMRING_RECORD_SIZE(len);
+			msg_fill(d, len, m.n);
+			model_add(&m, len);
+			bytes += need;
 			k++;
 		}
 		cr_assert_eq(shmring_commit(p), (int)k);
-		m.n += k;
 	}
 	model_send_bytes(&m, p, 3 * m.cap);
 
@@ -750,6 +768,7 @@ Test(overwrite, never_eagain_and_start_oldest_after_wrap, .timeout = 30)
 	cr_assert_eq(shmring_consumer_close(cn), 0);
 	cr_assert_eq(shmring_close(r), 0);
 	free(m.lens);
+	free(m.starts);
 }
 
 /*
@@ -824,6 +843,7 @@ Test(overwrite, lapped_in_process_exact_lost, .timeout = 30)
 	cr_assert_eq(shmring_consumer_close(c), 0);
 	cr_assert_eq(shmring_close(r), 0);
 	free(m.lens);
+	free(m.starts);
 }
 
 /* Records held by peek or peek_batch when the producer laps the consumer are
@@ -859,7 +879,7 @@ Test(overwrite, lap_drops_peeked_records, .timeout = 30)
 	int want = 0;
 	/* Up to 5 messages, as many as the ring holds at once (random sizes). */
 	while (want < 5) {
-		uint64_t sz = SHMRING_RECORD_SIZE(msg_len(m.seed, m.n, m.max_len));
+		uint64_t sz = model_need(&m, msg_len(m.seed, m.n, m.max_len));
 		if (bytes + sz > m.cap)
 			break;
 		bytes += sz;
@@ -904,4 +924,5 @@ Test(overwrite, lap_drops_peeked_records, .timeout = 30)
 	cr_assert_eq(shmring_consumer_close(c), 0);
 	cr_assert_eq(shmring_close(r), 0);
 	free(m.lens);
+	free(m.starts);
 }

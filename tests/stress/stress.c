@@ -333,6 +333,16 @@ static void resolve_takeover(uint64_t tail, uint64_t *seq, uint64_t *pos)
 	*seq = cs, *pos = cp;
 }
 
+/* Bytes a record of sz bytes takes at position pos of a ring of capacity
+ * cap: a record that would cross the end of the data area, with at most
+ * cap / 16 bytes left in the lap, starts the next lap after a pad of them
+ * (shmring(7)). */
+static uint64_t record_room(uint64_t pos, uint64_t cap, uint64_t sz)
+{
+	uint64_t rest = cap - (pos & (cap - 1));
+	return (rest < sz && rest <= cap / 16 ? rest : 0) + sz;
+}
+
 static void publish_times(uint64_t from, uint64_t to)
 {
 	uint64_t t = now_ns();
@@ -407,7 +417,7 @@ static int producer_run(void)
 				return 1;
 			}
 			msg_fill(d, L, seq + k);
-			end += SHMRING_RECORD_SIZE(L);
+			end += record_room(end, info.capacity, SHMRING_RECORD_SIZE(L));
 			k++;
 		}
 		if (!k)

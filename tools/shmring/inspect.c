@@ -91,7 +91,7 @@ static void lag_of(const struct shmring *r, struct cursor *c, uint64_t tail, uin
 		(const struct shm_rec *)(r->data + (c->pos & (r->g.capacity - 1)));
 	uint32_t len = ((const volatile struct shm_rec *)rec)->len;
 	uint32_t seq = ((const volatile struct shm_rec *)rec)->seq;
-	if (len > r->g.max_message)
+	if (len > r->g.max_message && len != REC_PAD) /* a pad: the next record's */
 		return;
 	uint32_t n = (uint32_t)tail_seq - seq;
 	/* At least one record per 8 bytes of header, at most one per 8 bytes. */
