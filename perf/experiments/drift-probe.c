@@ -26,6 +26,9 @@
  *   drift+rw     drift, with a read-write consumer mapping
  *   drift+fault  drift, with a read-only consumer mapping not filled at map
  *                time (its pages fault in on the first lap)
+ *   full, full+repeat, full+next
+ *                drift, repeat and drift+next with a consumer that reads
+ *                every 8 bytes of each payload, as a real one might
  *   library      libshmring itself, as the harness drives it: a 1 MiB memfd
  *                ring, shmring_reserve_array_wait() for 32 records, each
  *                copied and stamped, shmring_commit(); the consumer takes
@@ -66,9 +69,23 @@
 #define BATCH 32u
 #define MSGS 1000000u
 
-enum { DRIFT, REPEAT, REPEAT_MID, DRIFT_NEXT, DRIFT_16K, DRIFT_RW, DRIFT_FAULT, LIBRARY, NMODES };
-static const char *const names[NMODES] = {"drift",      "repeat",   "repeat+mid", "drift+next",
-					  "drift+16k", "drift+rw", "drift+fault", "library"};
+enum {
+	DRIFT,
+	REPEAT,
+	REPEAT_MID,
+	DRIFT_NEXT,
+	DRIFT_16K,
+	DRIFT_RW,
+	DRIFT_FAULT,
+	FULL,
+	FULL_REPEAT,
+	FULL_NEXT,
+	LIBRARY,
+	NMODES
+};
+static const char *const names[NMODES] = {
+	"drift",    "repeat", "repeat+mid",  "drift+next", "drift+16k", "drift+rw",
+	"drift+fault", "full", "full+repeat", "full+next",  "library"};
 
 struct ctl {
 	_Alignas(128) _Atomic uint64_t tail;
@@ -104,11 +121,14 @@ static uint8_t *map_twice(int fd, int prot, int populate)
 	return b;
 }
 
+static volatile uint64_t sink; /* keeps a full reader's loop */
+
 /* The position of the next record after one at pos: both sides agree. */
 static uint64_t next_pos(int mode, uint64_t pos)
 {
 	pos += REC;
-	if ((mode == REPEAT || mode == REPEAT_MID) && CAP - (pos & (CAP - 1)) < REC)
+	if ((mode == REPEAT || mode == REPEAT_MID || mode == FULL_REPEAT) &&
+	    CAP - (pos & (CAP - 1)) < REC)
 		pos += CAP - (pos & (CAP - 1));
 	return pos;
 }
@@ -134,6 +154,14 @@ static int consume(int mode, int fd, struct ctl *c)
 			memcpy(&z, r + HDR + SIZE - 8, 8);
 			if (mode == REPEAT_MID)
 				(void)*(const volatile uint8_t *)(r + HDR + SIZE / 2);
+			if (mode == FULL || mode == FULL_REPEAT || mode == FULL_NEXT) {
+				uint64_t x = 0, w;
+				for (unsigned o = 0; o < SIZE; o += 8) {
+					memcpy(&w, r + HDR + o, 8);
+					x += w;
+				}
+				sink = x;
+			}
 			if (h != SIZE || a != seq || z != seq) {
 				fprintf(stderr, "message %llu: bad record\n", (unsigned long long)seq);
 				return 1;
@@ -276,7 +304,7 @@ static double run(int mode, const uint8_t *src)
 		for (unsigned k = 0; k < BATCH; k++, seq++) {
 			uint8_t *r = data + (tail & (CAP - 1));
 			uint64_t h = SIZE;
-			if (mode == DRIFT_NEXT)
+			if (mode == DRIFT_NEXT || mode == FULL_NEXT)
 				prefetch_w(r + REC, REC);
 			memcpy(r, &h, 8);
 			cpy(r + HDR, src, SIZE);
