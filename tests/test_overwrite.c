@@ -926,3 +926,68 @@ Test(overwrite, lap_drops_peeked_records, .timeout = 30)
 	free(m.lens);
 	free(m.starts);
 }
+
+/* 1 if b/n is a message of len bytes (8 or more) that carries seq. */
+static int is_msg(const void *b, size_t n, uint64_t seq, size_t len)
+{
+	uint64_t v;
+	if (n != len || len < 8)
+		return 0;
+	memcpy(&v, b, 8);
+	return v == seq;
+}
+
+/*
+ * A reader that stopped where a pad now lies (layout 5) and is overtaken
+ * only by the overwriting of that pad has lost no message: it goes on with
+ * the next lap's first record, without -EOVERFLOW, its lost count 0.
+ * 64 KiB ring: 65 records of 1008 bytes, read; the 66th starts the next
+ * lap after a 16-byte pad; then 16-byte records up to the end of that lap,
+ * whose last one overwrites the pad and moves head just past it.
+ */
+Test(overwrite, reader_overtaken_only_by_a_pad_loses_nothing, .timeout = 30)
+{
+	const uint64_t cap = 65536;
+	const size_t big = 1000, small = 8;
+	struct shmring *r = ow_ring(cap, NULL);
+	struct shmring_consumer *c = NULL;
+	cr_assert_eq(shmring_consumer_open(r, SHMRING_START_OLDEST, &c), 0);
+	struct shmring_producer *p = NULL;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	uint64_t seq = 0;
+	size_t got = 0;
+	for (; seq < 65; seq++) {
+		msg_fill(scratch, big, seq);
+		cr_assert_eq(shmring_send(p, scratch, big), 0);
+	}
+	for (uint64_t s = 0; s < 65; s++) {
+		cr_assert_eq(shmring_recv(c, rbuf, sizeof(rbuf), &got), 0);
+		cr_assert(is_msg(rbuf, got, s, big));
+	}
+	msg_fill(scratch, big, seq);
+	cr_assert_eq(shmring_send(p, scratch, big), 0); /* after the pad */
+	seq++;
+	struct shmring_info in;
+	cr_assert_eq(shmring_info(r, &in), 0);
+	cr_assert_eq(in.tail, cap + SHMRING_RECORD_SIZE(big));
+	while (in.tail < 2 * cap) {
+		msg_fill(scratch, small, seq++);
+		cr_assert_eq(shmring_send(p, scratch, small), 0);
+		cr_assert_eq(shmring_info(r, &in), 0);
+	}
+	cr_assert_eq(in.tail, 2 * cap); /* the last one ends the lap exactly */
+	int rc = shmring_recv(c, rbuf, sizeof(rbuf), &got);
+	cr_assert_eq(rc, 0, "recv after the pad was overwritten: %s", shmring_strerror(rc));
+	cr_assert(is_msg(rbuf, got, 65, big), "not message 65 (%zu bytes)", got);
+	uint64_t lost = ~0ull;
+	cr_assert_eq(shmring_lost(c, &lost), 0);
+	cr_assert_eq(lost, 0, "lost %llu messages", ull(lost));
+	for (uint64_t s = 66; s < seq; s++) {
+		cr_assert_eq(shmring_recv(c, rbuf, sizeof(rbuf), &got), 0);
+		cr_assert(is_msg(rbuf, got, s, small));
+	}
+	cr_assert_eq(shmring_recv(c, rbuf, sizeof(rbuf), &got), -EAGAIN);
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
