@@ -536,12 +536,15 @@ reserve_more(struct shmring_producer *p, size_t len, unsigned n, void **data, in
 	uint64_t fit = (p->limit + p->cap - p->rtail) / sz;
 	if (fit < n && refresh_limit(p))
 		fit = (p->limit + p->cap - p->rtail) / sz;
-	/* Not past a pad: the records of one call lie back to back.  The
-	 * next call pads (reserve()). */
-	uint64_t lap = (p->cap - (p->rtail & p->mask)) / sz;
-	if (lap < fit && pad_before(p, p->rtail + lap * sz, sz))
-		fit = lap;
 	unsigned m = fit < n ? (unsigned)fit : n;
+	/* Not past a pad: the records of one call lie back to back.  The
+	 * next call pads (reserve()).  Divides only near the lap's end. */
+	uint64_t at = p->rtail & p->mask;
+	if (at + (uint64_t)m * sz > p->cap) {
+		uint64_t lap = (p->cap - at) / sz;
+		if (pad_before(p, p->rtail + lap * sz, sz))
+			m = (unsigned)lap;
+	}
 	uint64_t rt = p->rtail, seq = p->seq;
 	for (unsigned k = 0; k < m; k++) {
 		struct shm_rec h = {.len = (uint32_t)len, .seq = (uint32_t)seq++};
