@@ -1703,6 +1703,78 @@ Test(api, recv_wait_woken_by_send_default_spin, .timeout = 60)
 	recv_woken_by_send(0);
 }
 
+/* In a forked child: opens a consumer at the newest message, tells the
+ * parent (on up), waits for its go (on down).  Exits 10-12 if it fails. */
+static struct shmring_consumer *child_attach(struct shmring *r, int up[2], int down[2])
+{
+	close(up[0]);
+	close(down[1]);
+	struct shmring_consumer *c = NULL;
+	if (shmring_consumer_open(r, SHMRING_START_NEWEST, &c))
+		_exit(10);
+	if (write_all(up[1], "r", 1))
+		_exit(11);
+	char ch;
+	if (read_all(down[0], &ch, 1))
+		_exit(12);
+	return c;
+}
+
+/* In a forked child: receives until -EPIPE, each message the next of len
+ * bytes from `count` on (any length if len is SIZE_MAX), then writes the
+ * count to fd and exits 0, or 13-16. */
+static void child_drain_exit(struct shmring_consumer *c, int fd, uint64_t count, size_t len)
+{
+	static uint8_t buf[4096];
+	struct timespec dl;
+	shmring_deadline(&dl, CHILD_WAIT_NS);
+	for (;;) {
+		size_t n = 0;
+		int rc = shmring_recv_wait(c, buf, sizeof(buf), &n, &dl);
+		if (rc == -EPIPE)
+			break;
+		if (rc)
+			_exit(13);
+		if (len != SIZE_MAX && !is_msg(buf, n, count, len))
+			_exit(14);
+		count++;
+	}
+	if (write_all(fd, &count, sizeof(count)))
+		_exit(15);
+	_exit(shmring_consumer_close(c) ? 16 : 0);
+}
+
+/* In the parent of child_attach(): waits until the child is attached. */
+static void parent_ready(int up[2], int down[2])
+{
+	close(up[1]);
+	close(down[0]);
+	char ch;
+	cr_assert_eq(read_all(up[0], &ch, 1), 0, "child did not get ready");
+}
+
+/* Gives the child its go (on fd), then sends message seq of len bytes with
+ * send_wait on a full ring: it must return 0 after at least min_ns and at
+ * most WAKE_NS, having slept, not spun (under 30 ms of CPU). */
+static void go_send_wait(int fd, struct shmring_producer *p, uint64_t seq, size_t len,
+			 uint64_t min_ns)
+{
+	uint64_t t0 = test_now_ns(), cpu0 = cpu_ns();
+	cr_assert_eq(write_all(fd, "g", 1), 0);
+	struct timespec dl;
+	cr_assert_eq(shmring_deadline(&dl, CHILD_WAIT_NS), 0);
+	msg_fill(scratch, len, seq);
+	int rc = shmring_send_wait(p, scratch, len, &dl);
+	uint64_t waited = test_now_ns() - t0, cpu = cpu_ns() - cpu0;
+	cr_assert_eq(rc, 0, "send_wait on a full ring: %d (%s)", rc, shmring_strerror(rc));
+	cr_assert_geq(waited, min_ns, "send_wait returned after %llu ms, before the room came",
+		      ull(waited / MS));
+	cr_assert_lt(cpu, 30 * MS, "send_wait spun for %llu ms of CPU in %llu ms", ull(cpu / MS),
+		     ull(waited / MS));
+	cr_assert_leq(waited, WAKE_NS, "send_wait was not woken by the release (%llu ms)",
+		      ull(waited / MS));
+}
+
 /* The parent blocked in send_wait on a full ring is woken when a child
  * consumer releases room. */
 Test(api, send_wait_woken_by_child_release, .timeout = 60)
@@ -1716,42 +1788,11 @@ Test(api, send_wait_woken_by_child_release, .timeout = 60)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		close(up[0]);
-		close(down[1]);
-		struct shmring_consumer *c = NULL;
-		if (shmring_consumer_open(r, SHMRING_START_NEWEST, &c))
-			_exit(10);
-		if (write_all(up[1], "r", 1))
-			_exit(11);
-		char ch;
-		if (read_all(down[0], &ch, 1))
-			_exit(12);
+		struct shmring_consumer *c = child_attach(r, up, down);
 		sleep_ms(100); /* the parent is blocked in send_wait by now */
-		static uint8_t buf[4096];
-		uint64_t count = 0;
-		struct timespec dl;
-		shmring_deadline(&dl, CHILD_WAIT_NS);
-		for (;;) {
-			size_t n = 0;
-			int rc = shmring_recv_wait(c, buf, sizeof(buf), &n, &dl);
-			if (rc == -EPIPE)
-				break;
-			if (rc)
-				_exit(13);
-			if (!is_msg(buf, n, count, len))
-				_exit(14);
-			count++;
-		}
-		if (write_all(up[1], &count, sizeof(count)))
-			_exit(15);
-		if (shmring_consumer_close(c))
-			_exit(16);
-		_exit(0);
+		child_drain_exit(c, up[1], 0, len);
 	}
-	close(up[1]);
-	close(down[0]);
-	char ch;
-	cr_assert_eq(read_all(up[0], &ch, 1), 0, "child did not get ready");
+	parent_ready(up, down);
 	struct shmring_producer *p = open_prod(r);
 	uint64_t seq = 0;
 	unsigned n = fill(p, &seq, len);
@@ -1764,32 +1805,20 @@ Test(api, send_wait_woken_by_child_release, .timeout = 60)
 	 * 144 bytes in a 4 KiB page): the next one starts the next lap after
 	 * a pad, and waits for room for both (sleeping, not spinning: its CPU
 	 * time is checked). */
-	uint64_t t0 = test_now_ns(), cpu0 = cpu_ns();
-	cr_assert_eq(write_all(down[1], "g", 1), 0);
-	struct timespec dl;
-	cr_assert_eq(shmring_deadline(&dl, CHILD_WAIT_NS), 0);
-	msg_fill(scratch, len, seq);
-	int rc = shmring_send_wait(p, scratch, len, &dl);
-	uint64_t waited = test_now_ns() - t0, cpu = cpu_ns() - cpu0;
-	cr_assert_eq(rc, 0, "send_wait on a full ring: %d (%s)", rc, shmring_strerror(rc));
-	seq++;
-	cr_assert_geq(waited, 50 * MS, "send_wait returned before the child released anything");
-	cr_assert_lt(cpu, 30 * MS, "send_wait spun for %llu ms of CPU in %llu ms", ull(cpu / MS),
-		     ull(waited / MS));
-	cr_assert_leq(waited, WAKE_NS, "send_wait was not woken by the release (%llu ms)",
-		      ull(waited / MS));
+	go_send_wait(down[1], p, seq++, len, 50 * MS);
 	/* And reserve_wait, woken the same way as the child drains. */
 	void *d = NULL;
+	struct timespec dl;
 	cr_assert_eq(shmring_deadline(&dl, CHILD_WAIT_NS), 0);
-	t0 = test_now_ns();
+	uint64_t t0 = test_now_ns();
 	for (int i = 0; i < 2 * (int)n; i++) {
-		rc = shmring_reserve_wait(p, len, &d, &dl);
+		int rc = shmring_reserve_wait(p, len, &d, &dl);
 		cr_assert_eq(rc, 0, "reserve_wait %d: %d (%s)", i, rc, shmring_strerror(rc));
 		msg_fill(d, len, seq);
 		seq++;
 		cr_assert_eq(shmring_commit(p), 1);
 	}
-	waited = test_now_ns() - t0;
+	uint64_t waited = test_now_ns() - t0;
 	cr_assert_leq(waited, WAKE_NS, "reserve_wait calls were not woken (%llu ms)",
 		      ull(waited / MS));
 	close_prod(p);
@@ -1823,41 +1852,16 @@ Test(api, send_wait_sleeps_until_room_for_pad_and_record, .timeout = 60)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		close(up[0]);
-		close(down[1]);
-		struct shmring_consumer *c = NULL;
-		if (shmring_consumer_open(r, SHMRING_START_NEWEST, &c))
-			_exit(10);
-		if (write_all(up[1], "r", 1))
-			_exit(11);
-		char ch;
-		if (read_all(down[0], &ch, 1))
-			_exit(12);
+		struct shmring_consumer *c = child_attach(r, up, down);
 		static uint8_t buf[4096];
 		size_t n = 0;
 		sleep_ms(100);
 		if (shmring_recv(c, buf, sizeof(buf), &n) || !is_msg(buf, n, 0, small))
-			_exit(13);
+			_exit(17);
 		sleep_ms(150); /* the parent must sleep through this */
-		uint64_t count = 1;
-		struct timespec dl;
-		shmring_deadline(&dl, CHILD_WAIT_NS);
-		for (;;) {
-			int rc = shmring_recv_wait(c, buf, sizeof(buf), &n, &dl);
-			if (rc == -EPIPE)
-				break;
-			if (rc)
-				_exit(14);
-			count++;
-		}
-		if (write_all(up[1], &count, sizeof(count)))
-			_exit(15);
-		_exit(shmring_consumer_close(c) ? 16 : 0);
+		child_drain_exit(c, up[1], 1, SIZE_MAX);
 	}
-	close(up[1]);
-	close(down[0]);
-	char ch;
-	cr_assert_eq(read_all(up[0], &ch, 1), 0, "child did not get ready");
+	parent_ready(up, down);
 	struct shmring_producer *p = open_prod(r);
 	uint64_t seq = 0, pos = SHMRING_RECORD_SIZE(small);
 	cr_assert_eq(send_msg(p, seq++, small), 0);
@@ -1869,19 +1873,7 @@ Test(api, send_wait_sleeps_until_room_for_pad_and_record, .timeout = 60)
 	cr_assert_eq(cap - pos, last, "page of %llu bytes", ull(cap));
 	cr_assert_eq(send_msg(p, seq, len), -EAGAIN);
 
-	uint64_t t0 = test_now_ns(), cpu0 = cpu_ns();
-	cr_assert_eq(write_all(down[1], "g", 1), 0);
-	struct timespec dl;
-	cr_assert_eq(shmring_deadline(&dl, CHILD_WAIT_NS), 0);
-	msg_fill(scratch, len, seq);
-	int rc = shmring_send_wait(p, scratch, len, &dl);
-	uint64_t waited = test_now_ns() - t0, cpu = cpu_ns() - cpu0;
-	cr_assert_eq(rc, 0, "send_wait: %d (%s)", rc, shmring_strerror(rc));
-	seq++;
-	cr_assert_geq(waited, 200 * MS, "send_wait returned after %llu ms, before the room came",
-		      ull(waited / MS));
-	cr_assert_lt(cpu, 30 * MS, "send_wait spun for %llu ms of CPU in %llu ms", ull(cpu / MS),
-		     ull(waited / MS));
+	go_send_wait(down[1], p, seq++, len, 200 * MS);
 	close_prod(p);
 	uint64_t count = 0;
 	cr_assert_eq(read_all(up[0], &count, sizeof(count)), 0, "child sent no count");

@@ -47,27 +47,13 @@
  *       perf/experiments/drift-probe.c build/libshmring.a
  *   ./drift-probe [rounds]
  */
-#define _GNU_SOURCE
+#include "probe.h"
+
 #include <errno.h>
-#include <sched.h>
 #include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "shmring.h"
-
-#define CAP (1u << 20)
-#define HDR 8u
-#define SIZE 4096u
-#define REC (HDR + SIZE)
-#define BATCH 32u
-#define MSGS 1000000u
 
 enum {
 	DRIFT,
@@ -93,34 +79,6 @@ struct ctl {
 	_Alignas(128) _Atomic int ready;
 };
 
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static void pin(int cpu)
-{
-	cpu_set_t s;
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	if (sched_setaffinity(0, sizeof(s), &s))
-		perror("sched_setaffinity");
-}
-
-static uint8_t *map_twice(int fd, int prot, int populate)
-{
-	uint8_t *b = mmap(NULL, 2 * CAP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b == MAP_FAILED)
-		return NULL;
-	int flags = MAP_SHARED | MAP_FIXED | (populate ? MAP_POPULATE : 0);
-	for (int i = 0; i < 2; i++)
-		if (mmap(b + i * CAP, CAP, prot, flags, fd, 0) == MAP_FAILED)
-			return NULL;
-	return b;
-}
-
 static volatile uint64_t sink; /* keeps a full reader's loop */
 
 /* The position of the next record after one at pos: both sides agree. */
@@ -143,9 +101,7 @@ static int consume(int mode, int fd, struct ctl *c)
 	atomic_store(&c->ready, 1);
 	uint64_t pos = 0, seq = 0;
 	while (seq < MSGS) {
-		uint64_t t;
-		while ((t = atomic_load_explicit(&c->tail, memory_order_acquire)) == pos)
-			__builtin_ia32_pause();
+		uint64_t t = wait_tail(&c->tail, pos);
 		while (pos != t) {
 			const uint8_t *r = data + (pos & (CAP - 1));
 			uint64_t h, a, z;
@@ -314,49 +270,10 @@ static double run(int mode, const uint8_t *src)
 		}
 		atomic_store_explicit(&c->tail, tail, memory_order_release);
 	}
-	int st;
-	waitpid(pid, &st, 0);
-	double rate = MSGS / (now() - t0) / 1e6;
-	munmap(data, 2 * CAP);
-	munmap(c, sizeof(*c));
-	close(fd);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? rate : -1;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	return run_done(pid, t0, MSGS, data, 2 * CAP, c, sizeof(*c), fd);
 }
 
 int main(int argc, char **argv)
 {
-	int rounds = argc > 1 ? atoi(argv[1]) : 5;
-	if (rounds < 1 || rounds > 100)
-		rounds = 5;
-	double v[NMODES][100];
-	uint8_t *src = aligned_alloc(4096, SIZE);
-	if (!src)
-		return 1;
-	for (unsigned i = 0; i < SIZE; i++)
-		src[i] = (uint8_t)(i * 131 + 7);
-	for (int r = 0; r < rounds; r++)
-		for (int m = 0; m < NMODES; m++)
-			if ((v[m][r] = run(m, src)) < 0) {
-				fprintf(stderr, "%s: failed\n", names[m]);
-				free(src);
-				return 1;
-			}
-	printf("4096 B, batch 32, medians of %d rounds (M msg/s; ratio to drift)\n", rounds);
-	double base = 0;
-	for (int m = 0; m < NMODES; m++) {
-		qsort(v[m], (size_t)rounds, sizeof(double), cmp);
-		double med = v[m][rounds / 2];
-		if (m == DRIFT)
-			base = med;
-		printf("  %-12s %6.2f  %.2fx  (%.2f-%.2f)\n", names[m], med, med / base, v[m][0],
-		       v[m][rounds - 1]);
-	}
-	free(src);
-	return 0;
+	return probe_main(argc, argv, NMODES, names, run);
 }

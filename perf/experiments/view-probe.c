@@ -23,24 +23,10 @@
  *   cc -O2 -Wall -Wextra -o view-probe perf/experiments/view-probe.c
  *   ./view-probe [rounds]
  */
-#define _GNU_SOURCE
-#include <sched.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include "probe.h"
 
-#define CAP (1u << 20)
-#define HDR 8u
-#define SIZE 4096u
-#define REC (HDR + SIZE)
-#define BATCH 32u
-#define MSGS 1000000u
+#include <stdatomic.h>
+#include <string.h>
 
 enum { INHERITED, RW, RO, RW_THEN_RO, NONE, NMODES };
 static const char *const names[NMODES] = {"inherited", "rw", "ro", "rw-then-ro", "none"};
@@ -51,39 +37,11 @@ struct ctl {
 	_Alignas(64) _Atomic int ready;
 };
 
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static void pin(int cpu)
-{
-	cpu_set_t s;
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	if (sched_setaffinity(0, sizeof(s), &s))
-		perror("sched_setaffinity");
-}
-
-/* The ring's data twice back to back, at a fresh address. */
-static uint8_t *map_twice(int fd, int prot)
-{
-	uint8_t *b = mmap(NULL, 2 * CAP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b == MAP_FAILED)
-		return NULL;
-	for (int i = 0; i < 2; i++)
-		if (mmap(b + i * CAP, CAP, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
-			return NULL;
-	return b;
-}
-
 static int consume(int mode, int fd, uint8_t *data, struct ctl *c)
 {
 	pin(1);
 	if (mode != INHERITED && mode != NONE) {
-		data = map_twice(fd, mode == RO ? PROT_READ : PROT_READ | PROT_WRITE);
+		data = map_twice(fd, mode == RO ? PROT_READ : PROT_READ | PROT_WRITE, 0);
 		if (!data)
 			return 1;
 		if (mode == RW_THEN_RO) {
@@ -97,9 +55,7 @@ static int consume(int mode, int fd, uint8_t *data, struct ctl *c)
 	atomic_store(&c->ready, 1);
 	uint64_t pos = 0, seq = 0;
 	while (seq < MSGS) {
-		uint64_t t;
-		while ((t = atomic_load_explicit(&c->tail, memory_order_acquire)) == pos)
-			__builtin_ia32_pause();
+		uint64_t t = wait_tail(&c->tail, pos);
 		for (; pos < t; pos += REC, seq++) {
 			if (mode == NONE)
 				continue;
@@ -126,7 +82,7 @@ static double run(int mode, const uint8_t *src)
 	struct ctl *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 			     -1, 0);
 	if (fd < 0 || ftruncate(fd, CAP) || c == MAP_FAILED ||
-	    !(data = map_twice(fd, PROT_READ | PROT_WRITE)))
+	    !(data = map_twice(fd, PROT_READ | PROT_WRITE, 0)))
 		return -1;
 	memset(data, 0, CAP);
 	pid_t pid = fork();
@@ -153,48 +109,10 @@ static double run(int mode, const uint8_t *src)
 		}
 		atomic_store_explicit(&c->tail, tail, memory_order_release);
 	}
-	int st;
-	waitpid(pid, &st, 0);
-	double rate = MSGS / (now() - t0) / 1e6;
-	munmap(data, 2 * CAP);
-	munmap(c, sizeof(*c));
-	close(fd);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? rate : -1;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	return run_done(pid, t0, MSGS, data, 2 * CAP, c, sizeof(*c), fd);
 }
 
 int main(int argc, char **argv)
 {
-	int rounds = argc > 1 ? atoi(argv[1]) : 5;
-	if (rounds < 1 || rounds > 100)
-		rounds = 5;
-	double v[NMODES][100];
-	uint8_t *src = aligned_alloc(4096, SIZE);
-	if (!src)
-		return 1;
-	for (unsigned i = 0; i < SIZE; i++)
-		src[i] = (uint8_t)(i * 131 + 7);
-	for (int r = 0; r < rounds; r++)
-		for (int m = 0; m < NMODES; m++)
-			if ((v[m][r] = run(m, src)) < 0) {
-				fprintf(stderr, "%s: failed\n", names[m]);
-				free(src);
-				return 1;
-			}
-	printf("4096 B, batch 32, medians of %d rounds (M msg/s; ratio to inherited)\n", rounds);
-	double base = 0;
-	for (int m = 0; m < NMODES; m++) {
-		qsort(v[m], (size_t)rounds, sizeof(double), cmp);
-		double med = v[m][rounds / 2];
-		if (m == INHERITED)
-			base = med;
-		printf("  %-11s %6.2f  %.2fx\n", names[m], med, med / base);
-	}
-	free(src);
-	return 0;
+	return probe_main(argc, argv, NMODES, names, run);
 }
