@@ -80,26 +80,30 @@ static void protect_ro(struct shmring *r)
 	r->prod_rw = 0;
 }
 
+/* The position after the committed record or pad (layout.h) at h, below
+ * the tail; *msg: 1 for a record, 0 for a pad.  0 if the header cannot be
+ * right (a corrupt ring): a length over the largest message, a record past
+ * the tail, or a pad that ends at the tail (it is published with the record
+ * after it). */
+static uint64_t step_record(const struct shmring_producer *p, uint64_t h, int *msg)
+{
+	const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
+	uint32_t len = *(const volatile uint32_t *)&rec->len;
+	*msg = len != REC_PAD;
+	uint64_t sz = *msg ? SHMRING_RECORD_SIZE(len) : p->cap - (h & p->mask);
+	if ((*msg && len > p->max_message) || sz > p->tail - h || (!*msg && sz == p->tail - h))
+		return 0;
+	return h + sz;
+}
+
 /* Records from head to tail: they are intact (head moves before anything is
  * overwritten).  A length that cannot be right stops the count at *end. */
 static uint64_t count_records(const struct shmring_producer *p, uint64_t *end)
 {
 	uint64_t h = p->head, n = 0;
-	while (h != p->tail) {
-		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
-		uint32_t len = *(const volatile uint32_t *)&rec->len;
-		if (len == REC_PAD) {
-			uint64_t rest = p->cap - (h & p->mask);
-			if (rest >= p->tail - h)
-				break;
-			h += rest;
-			continue;
-		}
-		if (len > p->max_message || SHMRING_RECORD_SIZE(len) > p->tail - h)
-			break;
-		h += SHMRING_RECORD_SIZE(len);
-		n++;
-	}
+	int msg;
+	for (uint64_t next; h != p->tail && (next = step_record(p, h, &msg)); h = next)
+		n += (uint64_t)msg;
 	*end = h;
 	return n;
 }
@@ -331,17 +335,15 @@ static void advance_head(struct shmring_producer *p, uint64_t end)
 		 * cannot write the data, but a length that cannot be right
 		 * (a corrupt ring) must not send us past the tail: then
 		 * everything up to the tail is given up. */
-		const struct shm_rec *rec = (const struct shm_rec *)(p->data + (h & p->mask));
-		uint32_t len = *(const volatile uint32_t *)&rec->len;
-		uint64_t sz = len == REC_PAD ? p->cap - (h & p->mask) : SHMRING_RECORD_SIZE(len);
-		if ((len > p->max_message && len != REC_PAD) || sz > p->tail - h ||
-		    (len == REC_PAD && sz == p->tail - h)) {
+		int msg;
+		uint64_t next = step_record(p, h, &msg);
+		if (!next) {
 			h = p->tail;
 			hs = p->tail_seq;
 			break;
 		}
-		h += sz;
-		hs += len != REC_PAD;
+		h = next;
+		hs += (uint64_t)msg;
 	}
 	p->head = h;
 	p->head_seq = hs;
