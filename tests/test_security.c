@@ -1402,3 +1402,48 @@ Test(garbage_cursor, then_stalls, .timeout = 240)
 		    (unsigned long long)sent, outcome);
 	munmap(x, sizeof(*x));
 }
+
+/* ---- 7. a corrupt pad -------------------------------------------------- */
+
+/* A pad (layout.h) is published with the record after it.  A ring whose
+ * producer published a pad last, or one that reaches past the tail, holds
+ * a pad that cannot be right: broadcast readers and group members get
+ * -EPROTO (and nothing is read past the tail). */
+Test(corrupt_pad, published_last_is_eproto, .timeout = 10)
+{
+	struct shmring_opts o = test_opts(4096, 4);
+	struct shmring *r = NULL;
+	cr_assert_eq(shmring_create_anon("test_pad", &o, &r), 0);
+	struct shmring_consumer *c = NULL, *g = NULL;
+	cr_assert_eq(shmring_consumer_open(r, SHMRING_START_OLDEST, &c), 0);
+	cr_assert_eq(shmring_group_open(r, "g", SHMRING_START_OLDEST, &g), 0);
+	struct shmring_producer *p = NULL;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	uint8_t msg[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+	cr_assert_eq(shmring_send(p, msg, sizeof(msg)), 0);
+	/* The only record, at position 0, made a pad of the whole lap. */
+	struct shm_rec pad = {.len = REC_PAD, .seq = 0};
+	memcpy(p->data, &pad, sizeof(pad));
+
+	const void *d = NULL;
+	size_t len = 0;
+	cr_assert_eq(shmring_peek(c, &d, &len), -EPROTO);
+	uint8_t buf[64];
+	cr_assert_eq(shmring_recv(c, buf, sizeof(buf), &len), -EPROTO);
+	struct shmring_msg m[4];
+	cr_assert_eq(shmring_peek_batch(g, m, 4), -EPROTO);
+	cr_assert_eq(shmring_recv_batch(g, buf, sizeof(buf), m, 4), -EPROTO);
+
+	/* Made right again, it reads as the message it was. */
+	struct shm_rec ok = {.len = sizeof(msg), .seq = 0};
+	memcpy(p->data, &ok, sizeof(ok));
+	cr_assert_eq(shmring_recv(c, buf, sizeof(buf), &len), 0);
+	cr_assert(len == sizeof(msg) && memcmp(buf, msg, len) == 0);
+	cr_assert_eq(shmring_peek_batch(g, m, 4), 1);
+	cr_assert_eq(shmring_release(g), 1);
+
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_consumer_close(g), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
