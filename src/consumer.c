@@ -332,9 +332,8 @@ static int lapped(struct shmring_consumer *c)
 	return -EOVERFLOW;
 }
 
-/* The next record, not yet consumed; 0, -EAGAIN, -EPIPE, -EPROTO, or
- * -EOVERFLOW (overwrite: lapped). */
-static inline int next_record(struct shmring_consumer *c, const void **data, size_t *len)
+/* next_record() when the fast path there does not apply. */
+static int next_record_slow(struct shmring_consumer *c, const void **data, size_t *len)
 {
 	for (;;) {
 		if (c->rpos == c->cached_tail) {
@@ -388,6 +387,28 @@ static inline int next_record(struct shmring_consumer *c, const void **data, siz
 		*len = n;
 		return 0;
 	}
+}
+
+/* The next record, not yet consumed; 0, -EAGAIN, -EPIPE, -EPROTO, or
+ * -EOVERFLOW (overwrite: lapped).  Inline, the common case: a record that
+ * is already known to be published (before the cached tail), in a ring
+ * that is not OVERWRITE; a pad (its length is over any max_message) and
+ * everything else go to next_record_slow(), which checks the same. */
+static inline int next_record(struct shmring_consumer *c, const void **data, size_t *len)
+{
+	uint64_t avail = c->cached_tail - c->rpos;
+	if (__builtin_expect(avail != 0 && !c->overwrite, 1)) {
+		const struct shm_rec *rec =
+			(const struct shm_rec *)(c->data + (c->rpos & c->mask));
+		uint32_t n = *(const volatile uint32_t *)&rec->len;
+		if (__builtin_expect(n <= c->max_message && avail <= c->cap &&
+				     SHMRING_RECORD_SIZE(n) <= avail, 1)) {
+			*data = rec + 1;
+			*len = n;
+			return 0;
+		}
+	}
+	return next_record_slow(c, data, len);
 }
 
 /* Consumes the record next_record() returned. */
@@ -482,7 +503,7 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 			return -EMSGSIZE;
 		}
 		if (n)
-			copy_payload((uint8_t *)buf + off, d, n);
+			copy_out((uint8_t *)buf + off, d, n);
 		msgs[k].data = buf ? (uint8_t *)buf + off : NULL;
 		msgs[k].len = n;
 		take(c, n);

@@ -385,9 +385,9 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 			}
 			end = at;
 			if (n)
-				copy_payload((uint8_t *)buf + off,
-					     c->data + (end & c->mask) + SHMRING_RECORD_HDR,
-					     (size_t)n);
+				copy_out((uint8_t *)buf + off,
+					 c->data + (end & c->mask) + SHMRING_RECORD_HDR,
+					 (size_t)n);
 			msgs[k].data = buf ? (uint8_t *)buf + off : NULL;
 			msgs[k].len = (size_t)n;
 			off += ((size_t)n + 7) & ~(size_t)7;

@@ -33,6 +33,47 @@ static inline void copy_payload(void *dst, const void *src, size_t n)
 		memcpy(dst, src, n);
 }
 
+/*
+ * Copies a payload out of a record into a caller's buffer (the copying
+ * receives).  One of at most 64 bytes goes by two fixed-size moves that may
+ * overlap, inline: exactly its n bytes, as memcpy() would, without the call
+ * and its size dispatch, which cost a quarter of a small batch receive.
+ */
+struct copy16 {
+	uint64_t w[2];
+};
+struct copy32 {
+	uint64_t w[4];
+};
+#define COPY_PAIR(type, size)                         \
+	do {                                          \
+		type a_, b_;                          \
+		memcpy(&a_, s, size);                 \
+		memcpy(&b_, s + n - (size), size);    \
+		memcpy(d, &a_, size);                 \
+		memcpy(d + n - (size), &b_, size);    \
+	} while (0)
+static inline void copy_out(void *dst, const void *src, size_t n)
+{
+	uint8_t *d = dst;
+	const uint8_t *s = src;
+	if (n > 64)
+		copy_payload(dst, src, n);
+	else if (n >= 32)
+		COPY_PAIR(struct copy32, 32);
+	else if (n >= 16)
+		COPY_PAIR(struct copy16, 16);
+	else if (n >= 8)
+		COPY_PAIR(uint64_t, 8);
+	else if (n >= 4)
+		COPY_PAIR(uint32_t, 4);
+	else if (n >= 2)
+		COPY_PAIR(uint16_t, 2);
+	else if (n)
+		*d = *s;
+}
+#undef COPY_PAIR
+
 #define DEFAULT_SPIN_NS 20000u
 /* Adaptive spin (no shmring_set_spin() on the handle), per endpoint: starts
  * at DEFAULT_SPIN_NS.  After a sleep, if spinning pays here: the ring's

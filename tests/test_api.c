@@ -987,16 +987,19 @@ Test(api, send_null_and_zero_length)
 
 /* The copying paths (shmring_send, shmring_recv, shmring_recv_batch, a
  * group's recv) copy large payloads by blocks when the two ends lie at
- * different offsets in a 64-byte line (copy_payload(), src/internal.h).
- * Every length around the switch and around a block, from and to buffers
+ * different offsets in a 64-byte line (copy_payload(), src/internal.h),
+ * and the receives copy payloads of up to 64 bytes by two overlapping
+ * moves of 1 to 32 bytes (copy_out()).  Every length at and around each
+ * move's size, around the switch and around a block, from and to buffers
  * at each offset 0-15 and 56-63, and records at each offset modulo 64: the
  * bytes arrive exactly, and nothing is written past the message in the
  * receiver's buffer. */
 Test(api, copies_exact_at_every_offset, .timeout = 60)
 {
-	static const size_t lens[] = {0,    1,    7,    63,   64,   65,   127,  2047, 2048,
-				      2049, 2050, 2111, 2112, 2113, 4095, 4096, 4097, 4159,
-				      8191, 8192, 8200, 65535, 65536};
+	static const size_t lens[] = {0,    1,    2,    3,    4,    5,    7,    8,    9,
+				      15,   16,   17,   31,   32,   33,   40,   63,   64,
+				      65,   127,  2047, 2048, 2049, 2050, 2111, 2112, 2113,
+				      4095, 4096, 4097, 4159, 8191, 8192, 8200, 65535, 65536};
 	const size_t nlens = sizeof(lens) / sizeof(lens[0]);
 	static uint8_t src[65536 + 128], dst[65536 + 256];
 	const size_t guard = 64;
