@@ -48,12 +48,9 @@
  *   ./drift-probe [rounds]
  */
 #include "probe.h"
+#include "probe-lib.h"
 
-#include <errno.h>
-#include <stdatomic.h>
 #include <string.h>
-
-#include "shmring.h"
 
 enum {
 	DRIFT,
@@ -72,12 +69,6 @@ enum {
 static const char *const names[NMODES] = {
 	"drift",    "repeat", "repeat+mid",  "drift+next", "drift+16k", "drift+rw",
 	"drift+fault", "full", "full+repeat", "full+next",  "library"};
-
-struct ctl {
-	_Alignas(128) _Atomic uint64_t tail;
-	_Alignas(128) _Atomic uint64_t head;
-	_Alignas(128) _Atomic int ready;
-};
 
 static volatile uint64_t sink; /* keeps a full reader's loop */
 
@@ -136,7 +127,7 @@ static void prefetch_w(const uint8_t *p, uint64_t len)
 		__asm__ volatile("prefetchw %0" : : "m"(p[o]));
 }
 
-/* The library, driven as perf/m_shmring.c drives it (batch 32, zero-copy). */
+/* libshmring's consumer (batch 32, zero-copy), for lib_run() (probe-lib.h). */
 static int lib_consume(struct shmring *r, _Atomic int *ready)
 {
 	pin(1);
@@ -172,82 +163,22 @@ static int lib_consume(struct shmring *r, _Atomic int *ready)
 	return rc ? 1 : 0;
 }
 
-static double lib_run(const uint8_t *src)
-{
-	struct shmring_opts o = {.size = sizeof(o), .capacity = CAP, .max_consumers = 1};
-	struct shmring *r;
-	struct shmring_producer *p;
-	_Atomic int *ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
-				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int rc = ready == MAP_FAILED ? -ENOMEM : shmring_create_anon("drift-probe", &o, &r);
-	if (rc) {
-		fprintf(stderr, "shmring_create_anon: %s\n", shmring_strerror(rc));
-		return -1;
-	}
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(lib_consume(r, ready));
-	pin(0);
-	rc = shmring_producer_open(r, &p);
-	if (rc) {
-		fprintf(stderr, "shmring_producer_open: %s\n", shmring_strerror(rc));
-		return -1;
-	}
-	while (!atomic_load(ready))
-		__builtin_ia32_pause();
-	void *(*volatile cpy)(void *, const void *, size_t) = memcpy;
-	double t0 = now();
-	for (uint64_t seq = 0; seq < MSGS;) {
-		for (unsigned k = 0; k < BATCH;) {
-			void *d;
-			int got = shmring_reserve_array_wait(p, SIZE, BATCH - k, &d, NULL);
-			if (got < 0) {
-				fprintf(stderr, "shmring_reserve_array_wait: %s\n", shmring_strerror(got));
-				return -1;
-			}
-			uint8_t *x = d;
-			for (int i = 0; i < got; i++, x += SHMRING_RECORD_SIZE(SIZE), seq++) {
-				cpy(x, src, SIZE);
-				memcpy(x, &seq, 8);
-				memcpy(x + SIZE - 8, &seq, 8);
-			}
-			k += (unsigned)got;
-		}
-		if (shmring_commit(p) < 0)
-			return -1;
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	double rate = MSGS / (now() - t0) / 1e6;
-	shmring_producer_close(p);
-	shmring_close(r);
-	munmap(ready, sizeof(*ready));
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		fprintf(stderr, "consumer: wait status %#x\n", st);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? rate : -1;
-}
-
 /* One run of MSGS messages; returns millions of messages a second, or -1. */
 static double run(int mode, const uint8_t *src)
 {
 	if (mode == LIBRARY)
-		return lib_run(src);
-	int fd = memfd_create("drift-probe", 0);
+		return lib_run(src, lib_consume);
+	int fd;
 	uint8_t *data;
-	struct ctl *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			     -1, 0);
-	if (fd < 0 || ftruncate(fd, CAP) || c == MAP_FAILED ||
-	    !(data = map_twice(fd, PROT_READ | PROT_WRITE, 1)))
+	struct ctl *c;
+	if (bare_ring("drift-probe", 1, &fd, &data, &c))
 		return -1;
-	memset(data, 0, CAP);
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(consume(mode, fd, c));
 	pin(0);
 	while (!atomic_load(&c->ready))
 		__builtin_ia32_pause();
-	/* Opaque to the compiler: glibc's memcpy, as a user's. */
-	void *(*volatile cpy)(void *, const void *, size_t) = memcpy;
 	double t0 = now();
 	uint64_t tail = 0, limit = 0;
 	for (uint64_t seq = 0; seq < MSGS;) {
@@ -263,9 +194,7 @@ static double run(int mode, const uint8_t *src)
 			if (mode == DRIFT_NEXT || mode == FULL_NEXT)
 				prefetch_w(r + REC, REC);
 			memcpy(r, &h, 8);
-			cpy(r + HDR, src, SIZE);
-			memcpy(r + HDR, &seq, 8);
-			memcpy(r + HDR + SIZE - 8, &seq, 8);
+			put_message(r + HDR, src, seq);
 			tail = next_pos(mode, tail);
 		}
 		atomic_store_explicit(&c->tail, tail, memory_order_release);

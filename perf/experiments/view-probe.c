@@ -31,12 +31,6 @@
 enum { INHERITED, RW, RO, RW_THEN_RO, NONE, NMODES };
 static const char *const names[NMODES] = {"inherited", "rw", "ro", "rw-then-ro", "none"};
 
-struct ctl {
-	_Alignas(64) _Atomic uint64_t tail;
-	_Alignas(64) _Atomic uint64_t head;
-	_Alignas(64) _Atomic int ready;
-};
-
 static int consume(int mode, int fd, uint8_t *data, struct ctl *c)
 {
 	pin(1);
@@ -77,14 +71,11 @@ static int consume(int mode, int fd, uint8_t *data, struct ctl *c)
 /* One run of MSGS messages; returns millions of messages a second, or -1. */
 static double run(int mode, const uint8_t *src)
 {
-	int fd = memfd_create("view-probe", 0);
+	int fd;
 	uint8_t *data;
-	struct ctl *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			     -1, 0);
-	if (fd < 0 || ftruncate(fd, CAP) || c == MAP_FAILED ||
-	    !(data = map_twice(fd, PROT_READ | PROT_WRITE, 0)))
+	struct ctl *c;
+	if (bare_ring("view-probe", 0, &fd, &data, &c))
 		return -1;
-	memset(data, 0, CAP);
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(consume(mode, fd, data, c));
@@ -101,11 +92,7 @@ static double run(int mode, const uint8_t *src)
 			uint8_t *r = data + (tail & (CAP - 1));
 			uint64_t h = SIZE;
 			memcpy(r, &h, 8);
-			/* Opaque to the compiler: glibc's memcpy, as a user's. */
-			void *(*volatile cpy)(void *, const void *, size_t) = memcpy;
-			cpy(r + HDR, src, SIZE);
-			memcpy(r + HDR, &seq, 8);
-			memcpy(r + HDR + SIZE - 8, &seq, 8);
+			put_message(r + HDR, src, seq);
 		}
 		atomic_store_explicit(&c->tail, tail, memory_order_release);
 	}
