@@ -83,12 +83,15 @@ static uint64_t wait_tail(_Atomic uint64_t *tail, uint64_t pos)
 	return t;
 }
 
-/* The control block of a bare ring: tail, head and a ready flag, each on
- * lines of its own. */
+/* The control block of a bare ring: tail, head and a ready flag,
+ * CTL_ALIGN bytes apart (a probe may define it before including this). */
+#ifndef CTL_ALIGN
+#define CTL_ALIGN 128
+#endif
 struct ctl {
-	_Alignas(128) _Atomic uint64_t tail;
-	_Alignas(128) _Atomic uint64_t head;
-	_Alignas(128) _Atomic int ready;
+	_Alignas(CTL_ALIGN) _Atomic uint64_t tail;
+	_Alignas(CTL_ALIGN) _Atomic uint64_t head;
+	_Alignas(CTL_ALIGN) _Atomic int ready;
 };
 
 /* A bare ring: a CAP-byte memfd mapped twice, read-write, zeroed, and a
