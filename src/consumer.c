@@ -332,6 +332,14 @@ static int lapped(struct shmring_consumer *c)
 	return -EOVERFLOW;
 }
 
+/* A record of payload length n fits in what is published (avail bytes from
+ * the read position, at most the capacity); a pad's length, UINT32_MAX, is
+ * over any max_message (at most 2^31 - 8), so a pad never fits. */
+static inline int record_fits(const struct shmring_consumer *c, uint32_t n, uint64_t avail)
+{
+	return avail <= c->cap && n <= c->max_message && SHMRING_RECORD_SIZE(n) <= avail;
+}
+
 /* next_record() when the fast path there does not apply. */
 static int next_record_slow(struct shmring_consumer *c, const void **data, size_t *len)
 {
@@ -380,8 +388,7 @@ static int next_record_slow(struct shmring_consumer *c, const void **data, size_
 			c->rpos += rest;
 			continue;
 		}
-		uint64_t sz = SHMRING_RECORD_SIZE(n);
-		if (avail > c->cap || n > c->max_message || sz > avail)
+		if (!record_fits(c, n, avail))
 			return -EPROTO;
 		*data = rec + 1;
 		*len = n;
@@ -392,8 +399,8 @@ static int next_record_slow(struct shmring_consumer *c, const void **data, size_
 /* The next record, not yet consumed; 0, -EAGAIN, -EPIPE, -EPROTO, or
  * -EOVERFLOW (overwrite: lapped).  Inline, the common case: a record that
  * is already known to be published (before the cached tail), in a ring
- * that is not OVERWRITE; a pad (its length is over any max_message) and
- * everything else go to next_record_slow(), which checks the same. */
+ * that is not OVERWRITE, that record_fits(); a pad and everything else go
+ * to next_record_slow(). */
 static inline int next_record(struct shmring_consumer *c, const void **data, size_t *len)
 {
 	uint64_t avail = c->cached_tail - c->rpos;
@@ -401,8 +408,7 @@ static inline int next_record(struct shmring_consumer *c, const void **data, siz
 		const struct shm_rec *rec =
 			(const struct shm_rec *)(c->data + (c->rpos & c->mask));
 		uint32_t n = *(const volatile uint32_t *)&rec->len;
-		if (__builtin_expect(n <= c->max_message && avail <= c->cap &&
-				     SHMRING_RECORD_SIZE(n) <= avail, 1)) {
+		if (__builtin_expect(record_fits(c, n, avail), 1)) {
 			*data = rec + 1;
 			*len = n;
 			return 0;
