@@ -253,7 +253,7 @@ SHMRING_API int shmring_consumer_close(struct shmring_consumer *c)
 		/* Pairs with load_acquire(state) in scan_min(): our reads are
 		 * done. */
 		store_release(&c->slot->state, SLOT_FREE);
-		wake_producer(c->cs, 0);
+		wake_producer(c->cs, NULL);
 	}
 	endpoint_del(c->r, c->opener);
 	consumer_free(c); /* drops the slot's lock, after the slot is FREE */
@@ -447,7 +447,7 @@ static inline int release(struct shmring_consumer *c)
 	 * of the released records happen before it reuses their room. */
 	store_release(&c->slot->pos, c->rpos);
 	if (!c->overwrite)
-		wake_producer(c->cs, 1);
+		wake_producer(c->cs, &c->quiet);
 	return n;
 }
 

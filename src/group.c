@@ -239,7 +239,7 @@ void group_leave(struct shmring_consumer *c)
 		atomic_fetch_add_explicit(&g->futex, 1, memory_order_release);
 		futex_wake(&g->futex, 1);
 	}
-	wake_producer(c->cs, 0);
+	wake_producer(c->cs, NULL);
 }
 
 int group_has_data(const struct shmring_consumer *c)
@@ -351,7 +351,7 @@ int group_release(struct shmring_consumer *c)
 		c->holding = 0;
 		/* Pairs with load_acquire(pos) in scan_min(). */
 		store_release(&c->slot->pos, HOLD_NONE);
-		wake_producer(c->cs, 1);
+		wake_producer(c->cs, &c->quiet);
 	}
 	return n;
 }
@@ -403,7 +403,7 @@ int group_recv(struct shmring_consumer *c, void *buf, size_t buflen,
 		 * cursor, so the copies are of intact records. */
 		if (cas64(&c->grp->pos, &p, end)) {
 			c->seq += k;
-			wake_producer(c->cs, 1);
+			wake_producer(c->cs, &c->quiet);
 			return (int)k;
 		}
 	}

@@ -181,6 +181,7 @@ struct shmring_producer {
 	int lockfd;             /* our open file description: the producer lock */
 	struct still limit_still; /* the limit, for looking for dead cursors */
 	uint32_t eagain;        /* -EAGAIN returns (full) */
+	uint32_t quiet;         /* fenced commits since a sleeper was found */
 	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
 	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
@@ -210,6 +211,8 @@ struct shmring_consumer {
 	int lockfd;             /* our open file description: the slot lock */
 	int prod_gone;          /* the producer was found dead (re-checked) */
 	uint32_t eagain;        /* -EAGAIN returns since the last check */
+	uint32_t quiet;         /* fenced releases since the producer was found
+	                         * asleep */
 	struct still tail_still; /* the tail, for checking the producer */
 	struct spin_state spin; /* adaptive spin */
 	pid_t opener;
@@ -252,16 +255,28 @@ void wake_consumers_slow(struct shmring *r, int n);
 void wake_producer_slow(struct shm_cshared *cs);
 extern _Atomic int asym_here;
 
+/* A light waker that fenced this many times without finding a sleeper
+ * turns the mode back to ASYM_LIGHT. */
+#define ASYM_QUIET 1024u
+void waker_fence_heavy(a32 *mode, uint32_t m, uint32_t *quiet);
+
 /* The waker's side of the sleep protocol (wait.c), between storing the new
- * state and loading the announcement.  light: the hot-path callers (commit,
- * release), which skip the fence while this process is registered for
- * membarrier (asym_here); the others always fence. */
-static inline void waker_fence(int light)
+ * state and loading the announcement.  quiet: the hot-path callers
+ * (commit, release) pass their count of fences since they last found a
+ * sleeper, and skip the fence while this process is registered for
+ * membarrier (asym_here) and the mode is ASYM_LIGHT; the others pass NULL
+ * and always fence. */
+static inline void waker_fence(a32 *mode, uint32_t *quiet)
 {
-	if (light && atomic_load_explicit(&asym_here, memory_order_relaxed))
-		signal_fence();
-	else
+	if (!quiet || !atomic_load_explicit(&asym_here, memory_order_relaxed)) {
 		fence_full();
+		return;
+	}
+	signal_fence();
+	/* Acquire: the loads of the announcements stay after this one. */
+	uint32_t m = load_acquire(mode);
+	if (__builtin_expect(m & ASYM_STATE, 0))
+		waker_fence_heavy(mode, m, quiet); /* fences */
 }
 
 /*
@@ -269,30 +284,37 @@ static inline void waker_fence(int light)
  * broadcast sleepers (once per arming of wake_armed), up to n members of
  * each group with sleepers, and the armed notifications.  Inline down to
  * the loads of the flags, which share one line that nobody writes while
- * nobody sleeps.  The caller stored
- * tail or closed before the fence; pairs with the fence and asym_fence() in
- * wait_for_data() after a sleeper announces itself, and with the fence in
- * shmring_notify() after arming.
+ * nobody sleeps.  The caller stored tail or closed before the fence; pairs
+ * with the fence and asym_sleep() in wait_for_data() after a sleeper
+ * announces itself, and with the fence in shmring_notify() after arming.
  */
-static inline void wake_consumers(struct shmring *r, int n, int light)
+static inline void wake_consumers(struct shmring *r, int n, uint32_t *quiet)
 {
-	waker_fence(light);
-	if (load_relaxed(&r->cs->wake_armed) | load_relaxed(&r->cs->gsleepers) |
-	    load_relaxed(&r->cs->notifiers))
+	struct shm_cshared *cs = r->cs;
+	waker_fence(&cs->cmode, quiet);
+	uint32_t sleeping = load_relaxed(&cs->wake_armed) | load_relaxed(&cs->gsleepers);
+	if (sleeping | load_relaxed(&cs->notifiers)) {
+		if (sleeping && quiet)
+			*quiet = 0;
 		wake_consumers_slow(r, n);
+	}
 }
 
 /* Consumer side, after releasing room or detaching.  The caller stored its
- * cursor before the fence; pairs with the fence and asym_fence() in
+ * cursor before the fence; pairs with the fence and asym_sleep() in
  * wait_for_room() after the producer announces itself. */
-static inline void wake_producer(struct shm_cshared *cs, int light)
+static inline void wake_producer(struct shm_cshared *cs, uint32_t *quiet)
 {
-	waker_fence(light);
-	if (load_relaxed(&cs->prod_waiting))
+	waker_fence(&cs->pmode, quiet);
+	if (load_relaxed(&cs->prod_waiting)) {
+		if (quiet)
+			*quiet = 0;
 		wake_producer_slow(cs);
+	}
 }
 void asym_register(void);
 int asym_fence(void);
+int asym_sleep(a32 *mode);
 
 /* ring.c */
 void populate_data(const struct shmring *r, int write);

@@ -22,7 +22,7 @@
 #include "atomics.h"
 
 #define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
-#define SHMRING_LAYOUT_VERSION 5u
+#define SHMRING_LAYOUT_VERSION 6u
 #define SLOT_SIZE 128u
 #define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
 
@@ -118,8 +118,18 @@ struct shm_cshared {
 	                        * and nobody has woken it since it armed this
 	                        * (layout 4): one wake per sleep, not one per
 	                        * commit while a sleeper is on its way down */
-	uint8_t pad[LINE - 36];
+	a32 cmode;             /* fence mode of the consumers' sleeps (layout 6):
+	                        * generation << 2 | ASYM_LIGHT, ASYM_ARMING or
+	                        * ASYM_HEAVY; see wait.c */
+	a32 pmode;             /* the same for the producer's sleeps */
+	uint8_t pad[LINE - 44];
 };
+/* Fence modes (cmode, pmode; wait.c): the state in the low bits, a
+ * generation above them that every return to ASYM_LIGHT advances. */
+#define ASYM_STATE 3u
+#define ASYM_LIGHT 0u   /* wakers may skip their fence; sleepers membarrier() */
+#define ASYM_ARMING 1u  /* a sleeper is making its membarrier(): wakers fence */
+#define ASYM_HEAVY 2u   /* wakers fence; sleepers need no membarrier() */
 _Static_assert(offsetof(struct shm_cshared, unused0) == 0, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_waiting) == 4, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_wake_seq) == 8, "layout");
@@ -129,6 +139,8 @@ _Static_assert(offsetof(struct shm_cshared, glock) == 20, "layout");
 _Static_assert(offsetof(struct shm_cshared, wake_seq) == 24, "layout");
 _Static_assert(offsetof(struct shm_cshared, notifiers) == 28, "layout");
 _Static_assert(offsetof(struct shm_cshared, wake_armed) == 32, "layout");
+_Static_assert(offsetof(struct shm_cshared, cmode) == 36, "layout");
+_Static_assert(offsetof(struct shm_cshared, pmode) == 40, "layout");
 _Static_assert(sizeof(struct shm_cshared) == LINE, "layout");
 
 enum { SLOT_FREE = 0, SLOT_CLAIMED = 1, SLOT_ACTIVE = 2 };

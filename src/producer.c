@@ -249,7 +249,7 @@ static void do_shutdown(struct shmring_producer *p)
 	/* Pairs with the consumers' load_acquire(closed) in shmring_peek(). */
 	store_release(&p->prod->closed, 1);
 	store_release(&p->prod->owner, 0);
-	wake_consumers(p->r, INT_MAX, 0);
+	wake_consumers(p->r, INT_MAX, NULL);
 	/* The role goes with the lock; close() is async-signal-safe. */
 	int fd = p->lockfd;
 	p->lockfd = -1;
@@ -639,7 +639,7 @@ SHMRING_API int shmring_reserve_array_wait(struct shmring_producer *p, size_t le
 	return rc;
 }
 
-static inline int commit(struct shmring_producer *p)
+static inline __attribute__((always_inline)) int commit(struct shmring_producer *p)
 {
 	uint32_t n = (uint32_t)(p->seq - p->tail_seq);
 	if (n == 0)
@@ -658,7 +658,7 @@ static inline int commit(struct shmring_producer *p)
 		p->ver += 4;
 		store_release(&p->prod->ver, p->ver);
 	}
-	wake_consumers(p->r, (int)n, 1);
+	wake_consumers(p->r, (int)n, &p->quiet);
 	return (int)n;
 }
 

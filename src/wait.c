@@ -27,6 +27,15 @@
  * state came before it and is visible to the sleeper's re-check.  A sleeper
  * whose membarrier() fails (a seccomp filter, say) cannot rely on that and
  * caps its sleep at ASYM_FALLBACK_NS instead.
+ *
+ * That trade is good while sleeps are rare, and bad while they are
+ * frequent: membarrier() interrupts every CPU that runs a registered
+ * process, and costs tens of microseconds when those CPUs are busy or
+ * several sleepers call it at once.  So each direction has a fence mode
+ * in the consumers' shared line (cs->cmode for the consumers' sleeps,
+ * cs->pmode for the producer's; layout 6): while sleeps are frequent it is
+ * ASYM_HEAVY, the light wakers fence again and the sleepers skip
+ * membarrier(); see asym_sleep() for the switch and why it is safe.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -145,6 +154,64 @@ int asym_fence(void)
 	long rc = membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
 	errno = saved;
 	return rc == 0 ? 0 : -1;
+}
+
+/*
+ * The sleeper's side, after announcing itself and its own full fence: makes
+ * sure that a light waker (waker_fence()) either sees the announcement or
+ * made its new state visible to the sleeper's re-check.  0, or -1 if it
+ * could not (asym_fence()).
+ *
+ * In ASYM_LIGHT the wakers do not fence, so the sleeper calls membarrier().
+ * It also tries to turn the mode ASYM_HEAVY, which costs nothing more: CAS
+ * to ASYM_ARMING, membarrier(), then CAS to ASYM_HEAVY.  From then on the
+ * wakers fence, and sleepers that find ASYM_HEAVY skip the membarrier();
+ * a waker that fenced ASYM_QUIET times without finding a sleeper turns the
+ * mode back (waker_fence_heavy()).  Why a sleeper that loaded ASYM_HEAVY (after
+ * its fence) is safe without a barrier, whatever the waker loaded (after
+ * storing its state, before loading the announcement):
+ *   - ASYM_ARMING or ASYM_HEAVY: the waker fenced: plain Dekker;
+ *   - a value written before the ASYM_ARMING that preceded our ASYM_HEAVY:
+ *     that load came before the barrier the arming membarrier() made on
+ *     the waker's CPU, and so did the waker's store, which that barrier
+ *     made visible before the arming sleeper stored ASYM_HEAVY, so before
+ *     our re-check;
+ *   - a later ASYM_LIGHT (a relax): it was written after our load of the
+ *     mode, which came after our announcement was visible; the waker's
+ *     load of the announcement comes after its load of the mode (acquire),
+ *     so it sees the announcement.
+ * The generation makes each ASYM_ARMING value unique, so that only the
+ * sleeper that wrote it, after its membarrier(), can make it ASYM_HEAVY.
+ * The last case relies on the waker's loads staying in order and on stores
+ * becoming visible to all CPUs at once: x86-TSO, and ARMv8's
+ * other-multi-copy atomicity with the acquire load.
+ */
+int asym_sleep(a32 *mode)
+{
+	uint32_t m = load_acquire(mode);
+	if ((m & ASYM_STATE) == ASYM_HEAVY)
+		return 0;
+	if ((m & ASYM_STATE) != ASYM_LIGHT || !cas32(mode, &m, m | ASYM_ARMING))
+		return asym_fence();
+	int rc = asym_fence();
+	uint32_t arming = m | ASYM_ARMING;
+	/* Fails if a waker relaxed the mode meanwhile: then it stays light. */
+	cas32(mode, &arming, rc == 0 ? (m | ASYM_HEAVY) : m + 4);
+	return rc;
+}
+
+/* waker_fence() of a light waker that found the mode m not ASYM_LIGHT:
+ * fences.  After ASYM_QUIET fences without finding a sleeper it turns the
+ * mode back to ASYM_LIGHT, in the next generation, unless the mode moved
+ * meanwhile (asym_relax).  An ASYM_ARMING left by a sleeper that died in
+ * its membarrier() ends here too.  [AS-safe] */
+void waker_fence_heavy(a32 *mode, uint32_t m, uint32_t *quiet)
+{
+	fence_full();
+	if (++*quiet < ASYM_QUIET)
+		return;
+	*quiet = 0;
+	cas32(mode, &m, (m & ~ASYM_STATE) + 4);
 }
 
 /* Changes the word and wakes everybody sleeping on it: a sleeper that read
@@ -363,7 +430,7 @@ int wait_for_data(struct shmring_consumer *c, const struct timespec *deadline)
 			store_relaxed(&c->cs->wake_armed, 1);
 		}
 		fence_full(); /* pairs with the fence in wake_consumers() */
-		int alone = asym_fence();
+		int alone = asym_sleep(&c->cs->cmode);
 		int now = consumer_ready(c), capped = 0;
 		struct timespec cap;
 		const struct timespec *dl =
@@ -428,7 +495,7 @@ int wait_for_room(struct shmring_producer *p, uint64_t end, const struct timespe
 		uint32_t v = load_acquire(&p->cs->prod_wake_seq);
 		store_relaxed(&p->cs->prod_waiting, 1);
 		fence_full(); /* pairs with the fence in wake_producer() */
-		int alone = asym_fence();
+		int alone = asym_sleep(&p->cs->pmode);
 		refresh_limit(p);
 		int capped = 0;
 		struct timespec cap;

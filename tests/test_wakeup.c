@@ -12,11 +12,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "layout.h"
 
 #define WAIT_NS (5ull * 1000000000u) /* far above any scheduling delay */
 
@@ -222,5 +224,115 @@ Test(wakeup, many_sleepers_bursts)
 	shmring_producer_close(p);
 	for (int i = 0; i < NC; i++)
 		shmring_consumer_close(c[i]);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* The consumers' shared line of ring r, mapped from its descriptor. */
+static struct shm_cshared *cshared(struct shmring *r, void **map, size_t *len)
+{
+	int fd = shmring_fd(r);
+	cr_assert_geq(fd, 0);
+	struct shm_header h;
+	cr_assert_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	*len = h.ctab_off + sizeof(struct shm_cshared);
+	*map = mmap(NULL, *len, PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(*map, MAP_FAILED);
+	return (struct shm_cshared *)((uint8_t *)*map + h.ctab_off);
+}
+
+/* Waits up to WAIT_NS for the word to hold want; returns what it holds. */
+static uint32_t await_word(a32 *w, uint32_t want)
+{
+	uint64_t t = test_now_ns();
+	uint32_t v;
+	while ((v = atomic_load(w)) != want && test_now_ns() - t < WAIT_NS)
+		usleep(50);
+	return v;
+}
+
+/* Sends messages first..first+n-1, each once the consumer is asleep
+ * (it armed wake_armed), so that every one goes through the sleep path. */
+static void send_to_sleeper(struct shmring_producer *p, struct shm_cshared *cs,
+			    uint64_t first, uint64_t n)
+{
+	for (uint64_t v = first; v < first + n; v++) {
+		cr_assert_eq(await_word(&cs->wake_armed, 1), 1, "message %llu: consumer not asleep",
+			     (unsigned long long)v);
+		cr_assert_eq(shmring_send(p, &v, sizeof(v)), 0);
+	}
+}
+
+/*
+ * The fence mode of the consumers' sleeps (layout 6, wait.c asym_sleep()):
+ * a consumer's sleep makes it ASYM_HEAVY (the producer fences, sleepers
+ * skip membarrier()); a run of commits with nobody asleep turns it back to
+ * ASYM_LIGHT in the next generation; sleeps make it heavy again.  Every
+ * message arrives in order through all three phases, within the deadline.
+ */
+Test(wakeup, fence_modes)
+{
+	enum { SLEEPS = 200, QUIET = 16384 }; /* QUIET: far above ASYM_QUIET */
+	struct shmring *r = ring(64 << 10);
+	void *map;
+	size_t maplen;
+	struct shm_cshared *cs = cshared(r, &map, &maplen);
+	struct shmring_consumer *c;
+	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+	cr_assert_eq(atomic_load(&cs->cmode), 0, "a new ring starts ASYM_LIGHT, generation 0");
+
+	pid_t pid = child();
+	if (pid == 0) {
+		for (uint64_t i = 0; i < 2 * SLEEPS + QUIET; i++) {
+			struct timespec dl;
+			uint64_t v;
+			size_t got;
+			int rc;
+			shmring_deadline(&dl, WAIT_NS);
+			if (i >= SLEEPS && i < SLEEPS + QUIET) {
+				/* Polls: never asleep, so the producer finds
+				 * nobody to wake. */
+				while ((rc = shmring_recv(c, &v, sizeof(v), &got)) == -EAGAIN)
+					if (test_now_ns() > (uint64_t)dl.tv_sec * 1000000000u + (uint64_t)dl.tv_nsec)
+						break;
+			} else {
+				rc = shmring_recv_wait(c, &v, sizeof(v), &got, &dl);
+			}
+			if (rc || got != sizeof(v) || v != i) {
+				fprintf(stderr, "consumer: message %llu: %s, got %llu\n",
+					(unsigned long long)i, shmring_strerror(rc),
+					(unsigned long long)v);
+				_exit(3);
+			}
+		}
+		_exit(0);
+	}
+	struct shmring_producer *p;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+
+	send_to_sleeper(p, cs, 0, SLEEPS);
+	uint32_t m = atomic_load(&cs->cmode);
+	cr_assert_eq(m, ASYM_HEAVY, "after %d sleeps: mode %#x, want ASYM_HEAVY, generation 0",
+		     SLEEPS, m);
+
+	for (uint64_t v = SLEEPS; v < SLEEPS + QUIET; v++) {
+		int rc;
+		while ((rc = shmring_send(p, &v, sizeof(v))) == -EAGAIN)
+			; /* the consumer polls: it drains the ring */
+		cr_assert_eq(rc, 0);
+	}
+	m = atomic_load(&cs->cmode);
+	cr_assert_eq(m, 4 | ASYM_LIGHT,
+		     "after %d commits with nobody asleep: mode %#x, want ASYM_LIGHT, generation 1",
+		     QUIET, m);
+
+	send_to_sleeper(p, cs, SLEEPS + QUIET, SLEEPS);
+	m = atomic_load(&cs->cmode);
+	cr_assert_eq(m, 4 | ASYM_HEAVY, "sleeping again: mode %#x, want ASYM_HEAVY, generation 1",
+		     m);
+
+	cr_assert_eq(test_wait(pid), 0, "consumer failed (3: lost or misordered message)");
+	munmap(map, maplen);
+	shmring_producer_close(p);
+	shmring_consumer_close(c);
 	cr_assert_eq(shmring_close(r), 0);
 }
