@@ -1,16 +1,27 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# make model: checks model/shmring.pml with spin, then two copies with a
+# make model: checks model/shmring.pml with spin, then copies with a
 # seeded bug each, which spin must catch (else this fails):
-#   bug-membarrier  a consumer about to sleep does not call asym_fence()
-#                   (membarrier, wait.c:301) while the producer waking it is
-#                   light (no fence after storing tail, wait.c:209)
+#   bug-membarrier  a sleeper never calls asym_fence() (membarrier) in
+#                   asym_sleep(), while the wakers skip their fence in
+#                   the LIGHT mode
 #   bug-recheck     a consumer does not re-check for data after announcing
-#                   itself as a sleeper (wait.c:302)
-# (line numbers: src/ at commit a144a4e).
-# Runs: safety (assertions + invalid end states), then the LTL property
-# "done" (everybody finishes).  MODEL_FAIR=1 adds the LTL run under weak
-# fairness (minutes, a few GB).  Needs spin (installed with apt-get when
+#                   itself as a sleeper (wait.c:302 at commit a144a4e)
+#   bug-heavy       a light waker does not fence when the mode is not
+#                   LIGHT (waker_fence(), internal.h)
+#   bug-arming      a sleeper that arms the mode makes it HEAVY before its
+#                   membarrier() instead of after it (asym_sleep(), wait.c)
+# The fence modes (layout 6) are checked one direction at a time, the
+# other kept LIGHT as before layout 6 (its wakers never fence, its sleepers
+# always call membarrier()): config cmode (-DMODES=1, the consumers' sleeps
+# switch) and config pmode (-DMODES=2, the producer's).  Both directions
+# switching at once is over 240M states and 14 GB, more than these
+# machines hold.  The two configs run side by side.
+# Runs: safety (assertions + invalid end states: with no timeouts in the
+# model, a lost wake-up leaves a process blocked for ever) of both configs,
+# then the seeded bugs in config cmode.  MODEL_LTL=1 adds the LTL property
+# "done" (everybody finishes) for both configs (about 10 minutes and 10 GB
+# each); MODEL_FAIR=1 adds it under weak fairness.  Needs spin (installed with apt-get when
 # missing and run as root) and a C compiler.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,21 +44,25 @@ cp "$here/shmring.pml" "$work/ok.pml"
 sed '/@BUG-MEMBARRIER@/d' "$here/shmring.pml" > "$work/bug-membarrier.pml"
 sed 's|^\(\t*\)now = .*@BUG-RECHECK@.*|\1now = 0;   /* seeded bug: no re-check */|' \
 	"$here/shmring.pml" > "$work/bug-recheck.pml"
-for b in membarrier recheck; do
+sed '/@BUG-HEAVY@/d' "$here/shmring.pml" > "$work/bug-heavy.pml"
+sed '/@BUG-ARMING@/s|mem\[a\] = m + ARMING; arm = 1|mem[a] = m + HEAVY; arm = 0|' \
+	"$here/shmring.pml" > "$work/bug-arming.pml"
+for b in membarrier recheck heavy arming; do
 	if cmp -s "$work/ok.pml" "$work/bug-$b.pml"; then
 		echo "error: could not seed bug-$b (marker not found in shmring.pml)" >&2
 		exit 1
 	fi
 done
 
-# run NAME MODE: MODE safety or ltl or fair; prints spin's verdict; returns
-# 0 if no error was found, 1 if one was.
+# run NAME MODE CFG: MODE safety or ltl or fair, CFG cmode or pmode; prints
+# spin's verdict; returns 0 if no error was found, 1 if one was.
 run() {
-	name=$1 mode=$2
-	d=$work/$name-$mode
+	name=$1 mode=$2 cfg=$3
+	case $cfg in cmode) modes=1 ;; pmode) modes=2 ;; esac
+	d=$work/$name-$mode-$cfg
 	mkdir -p "$d"
 	cp "$work/$name.pml" "$d/m.pml"
-	(cd "$d" && spin -a m.pml >/dev/null)
+	(cd "$d" && spin -DMODES=$modes -a m.pml >/dev/null)
 	case $mode in
 	safety) flags="-DSAFETY -DNOCLAIM -DCOLLAPSE"; rflags="-m200000" ;;
 	ltl) flags="-DCOLLAPSE"; rflags="-a -m200000" ;;
@@ -60,7 +75,7 @@ run() {
 	secs=$(sed -n 's/^pan: elapsed time \([0-9.e+]*\) seconds/\1/p' "$d/out")
 	depth=$(sed -n 's/.*depth reached \([0-9]*\),.*/\1/p' "$d/out")
 	what=$(grep -E '^pan:[0-9]+:|acceptance cycle|assertion violated' "$d/out" | head -1 || true)
-	printf '  %-15s %-7s errors %s, %s states, depth %s, %s s  %s\n' "$name" "$mode" \
+	printf '  %-15s %-7s %-6s errors %s, %s states, depth %s, %s s  %s\n' "$name" "$mode" "$cfg" \
 		"${errs:-?}" "${states:-?}" "${depth:-?}" "${secs:-?}" "$what"
 	if [ -z "$errs" ]; then
 		echo "error: spin did not finish for $name $mode:" >&2
@@ -78,20 +93,34 @@ run() {
 	[ "$errs" = 0 ]
 }
 
-echo "model: one producer, two consumers, a ring of 2 records, 3 messages, x86-TSO store buffers, light wakers, membarrier in the sleepers"
+echo "model: one producer, two consumers, a ring of 2 records, 3 messages, x86-TSO store buffers, light wakers, fence modes (membarrier in the sleepers, or fences in the wakers)"
 status=0
-run ok safety || { echo "FAIL: the correct model has an error" >&2; status=1; }
-run ok ltl || { echo "FAIL: the correct model violates ltl done" >&2; status=1; }
-if [ "${MODEL_FAIR:-0}" = 1 ]; then
-	run ok fair || { echo "FAIL: the correct model violates ltl done (fair)" >&2; status=1; }
+# both: runs MODE for the two configs side by side (one CPU each).
+both() {
+	mode=$1 what=$2
+	run ok "$mode" cmode > "$work/both-cmode" 2>&1 & pc=$!
+	run ok "$mode" pmode > "$work/both-pmode" 2>&1 & pp=$!
+	rc=0
+	wait $pc || rc=1
+	cat "$work/both-cmode"
+	wait $pp || rc=1
+	cat "$work/both-pmode"
+	[ $rc = 0 ] || { echo "FAIL: the correct model $what" >&2; status=1; }
+}
+both safety "has an error"
+if [ "${MODEL_LTL:-0}" = 1 ]; then
+	both ltl "violates ltl done"
 fi
-for b in membarrier recheck; do
-	if run "bug-$b" safety; then
+if [ "${MODEL_FAIR:-0}" = 1 ]; then
+	both fair "violates ltl done (fair)"
+fi
+for b in membarrier recheck heavy arming; do
+	if run "bug-$b" safety cmode; then
 		echo "FAIL: spin did not find the seeded bug bug-$b" >&2
 		status=1
 	else
 		echo "  ok: spin found the seeded bug bug-$b"
 	fi
 done
-[ $status = 0 ] && echo "model: passed (correct model clean, both seeded bugs found)"
+[ $status = 0 ] && echo "model: passed (correct model clean, all four seeded bugs found)"
 exit $status

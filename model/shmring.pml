@@ -34,6 +34,18 @@
  * (waker_fence(0), a full fence) only has fewer executions than a light one;
  * the shutdown's wake_consumers(..., 0) is one, and the model fences there.
  *
+ * Fence modes (layout 6; wait.c asym_sleep(), internal.h waker_fence()).
+ * Each direction has a mode word, cs->cmode for the consumers' sleeps and
+ * cs->pmode for the producer's: generation * 4 + LIGHT, ARMING or HEAVY.
+ * A light waker loads it after its store and fences unless it is LIGHT;
+ * after a fence it may turn it back to LIGHT in the next generation (the
+ * code does after ASYM_QUIET fences with no sleeper found; here at any
+ * fence, at most MAXRELAX times).  A sleeper, after its own fence, loads
+ * it: HEAVY, no membarrier(); LIGHT, CAS to ARMING, membarrier(), CAS to
+ * HEAVY; ARMING (another sleeper is arming), membarrier() only.  MODES
+ * picks which directions switch (run-model.sh checks 1 and 2 apart); the
+ * other stays LIGHT: the protocol described above.
+ *
  * A futex is modelled as the kernel does it: FUTEX_WAIT compares the word
  * and blocks in one atomic step; FUTEX_WAKE unblocks the waiters.  The
  * library also caps sleeps (with liveness, 50 ms consumers, 20 ms producer;
@@ -81,11 +93,29 @@
 #define A_CUR0     6   /* slot[0].pos, slot[1].pos: the cursors */
 #define A_ARMED    8   /* cs->wake_armed (layout 4) */
 #define A_DATA0    9   /* data[0..N-1]: the record at each index */
-#define NADDR      (A_DATA0 + N)
+#define A_CMODE    (A_DATA0 + N)      /* cs->cmode (layout 6) */
+#define A_PMODE    (A_DATA0 + N + 1)  /* cs->pmode */
+#define NADDR      (A_DATA0 + N + 2)
+
+/* Fence modes (internal.h ASYM_*): generation * 4 + state. */
+#define LIGHT  0
+#define ARMING 1
+#define HEAVY  2
+/* Which modes switch: 1 cmode, 2 pmode, 3 both.  A mode that does not
+ * switch stays LIGHT: its wakers never fence and its sleepers always call
+ * membarrier() (the protocol before layout 6). */
+#ifndef MODES
+#define MODES 3
+#endif
+#define DYN(a) ((a) == A_CMODE -> (MODES & 1) : (MODES & 2))
+#ifndef MAXRELAX
+#define MAXRELAX 1     /* asym_relax() calls that succeed, per mode */
+#endif
 
 byte mem[NADDR];
 byte fw[NCONS + 1];    /* futex wait: 0 running, else 1 + address waited on */
 byte finished;
+byte relaxed[2];       /* successful asym_relax() calls: [0] cmode, [1] pmode */
 
 chan sb[NCONS + 1] = [SBSZ] of { byte, byte };   /* store buffers; [NCONS] = producer */
 #define PROD NCONS
@@ -115,6 +145,85 @@ inline membarrier_consumer()
 inline membarrier_producer()
 {
 	atomic { drain(0); drain(1); ba = 0; bv = 0 }
+}
+
+/* asym_fence() by process me. */
+inline membarrier(me)
+{
+	if
+	:: me == PROD -> membarrier_producer()
+	:: else -> membarrier_consumer()
+	fi
+}
+
+/*
+ * waker_fence(mode, quiet), internal.h, for a light waker (commit(),
+ * release()): after storing its state, the waker loads the mode (acquire)
+ * and fences unless it is LIGHT.  After a fence it may relax the mode
+ * (asym_relax(), wait.c: CAS to LIGHT in the next generation).  The code
+ * does that after ASYM_QUIET fences without a sleeper; the model lets it
+ * happen after any fence (more executions), at most MAXRELAX times per
+ * mode, so that generations stay bounded.  k: 0 cmode, 1 pmode.
+ */
+inline waker_fence(me, a, k)
+{
+	m = (DYN(a) -> mem[a] : LIGHT);
+	if
+	:: (m & 3) != LIGHT ->
+		FENCE(me);                             /*@BUG-HEAVY@ fence_full() */
+		if
+		:: relaxed[k] < MAXRELAX ->
+			atomic {
+				len(sb[me]) == 0 ->
+				if
+				:: mem[a] == m -> mem[a] = (m & 252) + 4; relaxed[k]++
+				:: else -> skip
+				fi
+			}
+		:: skip
+		fi
+	:: else -> skip
+	fi;
+	m = 0
+}
+
+/*
+ * asym_sleep(mode), wait.c, after the sleeper's announcement and its fence:
+ * no barrier in HEAVY; in LIGHT, try to arm (CAS to ARMING), membarrier(),
+ * then CAS ARMING to HEAVY; in ARMING, membarrier() only.
+ */
+inline asym_sleep(me, a)
+{
+	m = mem[a];                                    /* load_acquire(mode) */
+	if
+	:: !DYN(a) -> skip
+		; membarrier(me)                       /*@BUG-MEMBARRIER@ asym_fence() */
+	:: DYN(a) && (m & 3) == HEAVY -> skip
+	:: DYN(a) && (m & 3) != HEAVY ->
+		if
+		:: (m & 3) == LIGHT ->
+			atomic {                       /* cas32(mode, m, m | ARMING) */
+				len(sb[me]) == 0 ->
+				if
+				:: mem[a] == m -> mem[a] = m + ARMING; arm = 1   /*@BUG-ARMING@*/
+				:: else -> skip
+				fi
+			}
+		:: else -> skip
+		fi;
+		membarrier(me);                        /*@BUG-MEMBARRIER@ asym_fence() */
+		if
+		:: arm ->
+			atomic {                       /* cas32(mode, m | ARMING, m | HEAVY) */
+				if
+				:: mem[a] == m + ARMING -> mem[a] = m + HEAVY
+				:: else -> skip
+				fi
+			}
+		:: else -> skip
+		fi
+	fi;
+	m = 0; arm = 0
 }
 
 /* FUTEX_WAIT(word, v): compare and block, one step; then wait to be woken. */
@@ -187,7 +296,7 @@ inline cursor_min()
 
 proctype producer()
 {
-	byte seq = 0, c0, c1, lim, v, i, ba, bv, quiet, x;
+	byte seq = 0, c0, c1, lim, v, i, ba, bv, quiet, x, m, arm;
 	/* shmring_send_wait() -> send(), producer.c:499-507, 474-487 */
 	do
 	:: seq == NMSG -> break
@@ -206,7 +315,7 @@ proctype producer()
 			v = mem[A_PWS];                /* wait.c:357 load_acquire(prod_wake_seq) */
 			STORE(PROD, A_PWAIT, 1);       /* wait.c:358 store_relaxed(prod_waiting, 1) */
 			FENCE(PROD);                   /* wait.c:359 fence_full() */
-			membarrier_producer();         /* wait.c:360 asym_fence() */
+			asym_sleep(PROD, A_PMODE);     /* wait.c:360 asym_fence(), now asym_sleep(pmode) */
 			cursor_min();                  /* wait.c:361 refresh_limit() */
 			if
 			:: seq - lim >= N ->
@@ -224,8 +333,10 @@ proctype producer()
 			/* commit(), producer.c:422-444 (from send(), 485):
 			 * store_release(tail), producer.c:437 */
 			STORE(PROD, A_TAIL, seq);
-			/* wake_consumers(p->r, n, p->light), producer.c:442:
-			 * light, so waker_fence(1) is signal_fence() only */
+			/* wake_consumers(p->r, n, &p->quiet), producer.c:442:
+			 * light, so waker_fence() fences only if cmode is not
+			 * LIGHT */
+			waker_fence(PROD, A_CMODE, 0);
 			wake_consumers()
 		fi
 	od;
@@ -249,7 +360,7 @@ proctype producer()
 
 proctype consumer(byte me)
 {
-	byte rpos = 0, t, d, v, now, x, i, ba, bv;
+	byte rpos = 0, t, d, v, now, x, i, ba, bv, m, arm;
 	/* shmring_recv_wait() -> recv_one() -> read_batch() -> recv_batch(),
 	 * consumer.c:555-561, 488-499, 455-471, 411-451: one message a call */
 	do
@@ -267,8 +378,10 @@ proctype consumer(byte me)
 			/* release(), consumer.c:359-380 (from recv_batch(), 447):
 			 * store_release(slot->pos), consumer.c:376 */
 			STORE(me, A_CUR0 + me, rpos);
-			/* wake_producer(c->cs, c->light), consumer.c:378, wait.c:223-236:
-			 * light, so waker_fence(1), wait.c:228, is signal_fence() only */
+			/* wake_producer(c->cs, &c->quiet), consumer.c:378, wait.c:223-236:
+			 * light, so waker_fence(), wait.c:228, fences only if pmode
+			 * is not LIGHT */
+			waker_fence(me, A_PMODE, 1);
 			if
 			:: mem[A_PWAIT] != 0 ->        /* wait.c:229 load_relaxed(prod_waiting) */
 				atomic {               /* wait.c:232 exchange(prod_waiting, 0) */
@@ -298,7 +411,7 @@ proctype consumer(byte me)
 				v = mem[A_WS];         /* wait.c:296 load_acquire(wake_seq) */
 				STORE(me, A_ARMED, 1); /* wait_for_data(): store_relaxed(wake_armed, 1) */
 				FENCE(me);             /* wait.c:300 fence_full() */
-				membarrier_consumer(); /*@BUG-MEMBARRIER@ wait.c:301 asym_fence() */
+				asym_sleep(me, A_CMODE); /* wait.c:301 asym_fence(), now asym_sleep(cmode) */
 				/* wait.c:302 consumer_ready() -> has_data(), wait.c:246-249, 238-244 */
 				now = (mem[A_TAIL] != rpos || mem[A_CLOSED] != 0);   /*@BUG-RECHECK@*/
 				if
