@@ -167,9 +167,9 @@ int asym_fence(void)
  * to ASYM_ARMING, membarrier(), then CAS to ASYM_HEAVY.  From then on the
  * wakers fence, and sleepers that find ASYM_HEAVY skip the membarrier();
  * a waker that fenced ASYM_QUIET times without finding a sleeper turns the
- * mode back (waker_fence_heavy()).  Why a sleeper that loaded ASYM_HEAVY (after
- * its fence) is safe without a barrier, whatever the waker loaded (after
- * storing its state, before loading the announcement):
+ * mode back (waker_fence_heavy()).  Why a sleeper that loaded ASYM_HEAVY
+ * (after its fence) is safe without a barrier, whatever the waker loaded
+ * (after storing its state, before loading the announcement):
  *   - ASYM_ARMING or ASYM_HEAVY: the waker fenced: plain Dekker;
  *   - a value written before the ASYM_ARMING that preceded our ASYM_HEAVY:
  *     that load came before the barrier the arming membarrier() made on
