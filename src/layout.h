@@ -130,6 +130,9 @@ struct shm_cshared {
 #define ASYM_LIGHT 0u   /* wakers may skip their fence; sleepers membarrier() */
 #define ASYM_ARMING 1u  /* a sleeper is making its membarrier(): wakers fence */
 #define ASYM_HEAVY 2u   /* wakers fence; sleepers need no membarrier() */
+#define ASYM_GEN 4u     /* one generation */
+/* ASYM_LIGHT in the generation after that of mode m. */
+#define ASYM_NEXT_LIGHT(m) (((m) & ~ASYM_STATE) + ASYM_GEN)
 _Static_assert(offsetof(struct shm_cshared, unused0) == 0, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_waiting) == 4, "layout");
 _Static_assert(offsetof(struct shm_cshared, prod_wake_seq) == 8, "layout");

@@ -196,7 +196,7 @@ int asym_sleep(a32 *mode)
 	int rc = asym_fence();
 	uint32_t arming = m | ASYM_ARMING;
 	/* Fails if a waker relaxed the mode meanwhile: then it stays light. */
-	cas32(mode, &arming, rc == 0 ? (m | ASYM_HEAVY) : m + 4);
+	cas32(mode, &arming, rc == 0 ? (m | ASYM_HEAVY) : ASYM_NEXT_LIGHT(m));
 	return rc;
 }
 
@@ -211,7 +211,7 @@ void waker_fence_heavy(a32 *mode, uint32_t m, uint32_t *quiet)
 	if (++*quiet < ASYM_QUIET)
 		return;
 	*quiet = 0;
-	cas32(mode, &m, (m & ~ASYM_STATE) + 4);
+	cas32(mode, &m, ASYM_NEXT_LIGHT(m));
 }
 
 /* Changes the word and wakes everybody sleeping on it: a sleeper that read

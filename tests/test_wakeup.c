@@ -321,13 +321,13 @@ Test(wakeup, fence_modes)
 		cr_assert_eq(rc, 0);
 	}
 	m = atomic_load(&cs->cmode);
-	cr_assert_eq(m, 4 | ASYM_LIGHT,
+	cr_assert_eq(m, ASYM_GEN | ASYM_LIGHT,
 		     "after %d commits with nobody asleep: mode %#x, want ASYM_LIGHT, generation 1",
 		     QUIET, m);
 
 	send_to_sleeper(p, cs, SLEEPS + QUIET, SLEEPS);
 	m = atomic_load(&cs->cmode);
-	cr_assert_eq(m, 4 | ASYM_HEAVY, "sleeping again: mode %#x, want ASYM_HEAVY, generation 1",
+	cr_assert_eq(m, ASYM_GEN | ASYM_HEAVY, "sleeping again: mode %#x, want ASYM_HEAVY, generation 1",
 		     m);
 
 	cr_assert_eq(test_wait(pid), 0, "consumer failed (3: lost or misordered message)");
