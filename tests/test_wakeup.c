@@ -9,12 +9,16 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -331,6 +335,79 @@ Test(wakeup, fence_modes)
 		     m);
 
 	cr_assert_eq(test_wait(pid), 0, "consumer failed (3: lost or misordered message)");
+	munmap(map, maplen);
+	shmring_producer_close(p);
+	shmring_consumer_close(c);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
+/* Makes membarrier(2) fail with EPERM in this process, as a seccomp
+ * sandbox would; 0 or -1. */
+static int refuse_membarrier(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) ? -1 : 0;
+}
+
+/*
+ * A sleeper whose membarrier() fails (wait.c asym_sleep()) cannot arm the
+ * mode: it moves ASYM_ARMING on to ASYM_LIGHT of the next generation,
+ * never to ASYM_HEAVY, and caps its sleep at 1 ms, so that every message
+ * still arrives although the producer, light, does not fence.
+ */
+Test(wakeup, fence_mode_without_membarrier)
+{
+	enum { MSGS = 50 };
+	struct shmring *r = ring(64 << 10);
+	void *map;
+	size_t maplen;
+	struct shm_cshared *cs = cshared(r, &map, &maplen);
+	struct shmring_consumer *c;
+	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+
+	pid_t pid = child();
+	if (pid == 0) {
+		if (refuse_membarrier() || syscall(SYS_membarrier, 0, 0, 0) != -1 || errno != EPERM)
+			_exit(7);
+		for (uint64_t i = 0; i < MSGS; i++) {
+			struct timespec dl;
+			uint64_t v;
+			size_t got;
+			shmring_deadline(&dl, WAIT_NS);
+			int rc = shmring_recv_wait(c, &v, sizeof(v), &got, &dl);
+			if (rc || got != sizeof(v) || v != i) {
+				fprintf(stderr, "consumer: message %llu: %s\n",
+					(unsigned long long)i, shmring_strerror(rc));
+				_exit(3);
+			}
+		}
+		_exit(0);
+	}
+	struct shmring_producer *p;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	for (uint64_t v = 0; v < MSGS; v++) {
+		cr_assert_eq(await_word(&cs->wake_armed, 1), 1,
+			     "message %llu: consumer not asleep (7: seccomp filter not installed)",
+			     (unsigned long long)v);
+		uint32_t m = atomic_load(&cs->cmode);
+		cr_assert_neq(m & ASYM_STATE, ASYM_HEAVY, "message %llu: mode %#x is ASYM_HEAVY",
+			      (unsigned long long)v, m);
+		cr_assert_eq(shmring_send(p, &v, sizeof(v)), 0);
+	}
+	int st = test_wait(pid);
+	cr_assert_eq(st, 0, "consumer failed with %d (3: message lost or late, 7: no seccomp)", st);
+	uint32_t m = atomic_load(&cs->cmode);
+	cr_assert_eq(m & ASYM_STATE, ASYM_LIGHT, "mode %#x, want ASYM_LIGHT", m);
+	cr_assert_geq(m / ASYM_GEN, MSGS, "mode %#x: want a failed arming per sleep, %d or more",
+		      m, MSGS);
 	munmap(map, maplen);
 	shmring_producer_close(p);
 	shmring_consumer_close(c);
