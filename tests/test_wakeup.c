@@ -59,6 +59,31 @@ static void busy_ns(uint64_t ns)
 		;
 }
 
+/* In a child: receives message i (a uint64_t holding i) within WAIT_NS,
+ * sleeping in shmring_recv_wait(), or with poll set, calling shmring_recv()
+ * until it comes.  0, or 3 (the exit status for a lost or misordered
+ * message) after saying what went wrong; who names the consumer. */
+static int child_recv(struct shmring_consumer *c, uint64_t i, int poll, int who)
+{
+	uint64_t v = ~0ull;
+	size_t got = 0;
+	int rc;
+	if (poll) {
+		uint64_t end = test_now_ns() + WAIT_NS;
+		while ((rc = shmring_recv(c, &v, sizeof(v), &got)) == -EAGAIN && test_now_ns() < end)
+			;
+	} else {
+		struct timespec dl;
+		shmring_deadline(&dl, WAIT_NS);
+		rc = shmring_recv_wait(c, &v, sizeof(v), &got, &dl);
+	}
+	if (rc == 0 && got == sizeof(v) && v == i)
+		return 0;
+	fprintf(stderr, "consumer %d: message %llu: %s, got %llu\n", who, (unsigned long long)i,
+		shmring_strerror(rc), (unsigned long long)v);
+	return 3;
+}
+
 /* Ping-pong: each side sleeps until the other publishes after it slept.
  * Half the answers, at random, wait 30 us first, so that the other side is
  * surely asleep; the others go at once and race its way down to sleep. */
@@ -195,18 +220,9 @@ Test(wakeup, many_sleepers_bursts)
 	for (int k = 0; k < NC; k++) {
 		pids[k] = child();
 		if (pids[k] == 0) {
-			for (uint64_t i = 0; i < bursts * BURST; i++) {
-				struct timespec dl;
-				uint64_t v;
-				size_t got;
-				shmring_deadline(&dl, WAIT_NS);
-				int rc = shmring_recv_wait(c[k], &v, sizeof(v), &got, &dl);
-				if (rc || v != i) {
-					fprintf(stderr, "consumer %d: message %llu: %s\n", k,
-						(unsigned long long)i, shmring_strerror(rc));
+			for (uint64_t i = 0; i < bursts * BURST; i++)
+				if (child_recv(c[k], i, 0, k))
 					_exit(3);
-				}
-			}
 			_exit(0);
 		}
 	}
@@ -286,28 +302,11 @@ Test(wakeup, fence_modes)
 
 	pid_t pid = child();
 	if (pid == 0) {
-		for (uint64_t i = 0; i < 2 * SLEEPS + QUIET; i++) {
-			struct timespec dl;
-			uint64_t v;
-			size_t got;
-			int rc;
-			shmring_deadline(&dl, WAIT_NS);
-			if (i >= SLEEPS && i < SLEEPS + QUIET) {
-				/* Polls: never asleep, so the producer finds
-				 * nobody to wake. */
-				while ((rc = shmring_recv(c, &v, sizeof(v), &got)) == -EAGAIN)
-					if (test_now_ns() > (uint64_t)dl.tv_sec * 1000000000u + (uint64_t)dl.tv_nsec)
-						break;
-			} else {
-				rc = shmring_recv_wait(c, &v, sizeof(v), &got, &dl);
-			}
-			if (rc || got != sizeof(v) || v != i) {
-				fprintf(stderr, "consumer: message %llu: %s, got %llu\n",
-					(unsigned long long)i, shmring_strerror(rc),
-					(unsigned long long)v);
+		/* Polls for the middle QUIET messages: never asleep, so the
+		 * producer finds nobody to wake. */
+		for (uint64_t i = 0; i < 2 * SLEEPS + QUIET; i++)
+			if (child_recv(c, i, i >= SLEEPS && i < SLEEPS + QUIET, 0))
 				_exit(3);
-			}
-		}
 		_exit(0);
 	}
 	struct shmring_producer *p;
@@ -377,18 +376,9 @@ Test(wakeup, fence_mode_without_membarrier)
 	if (pid == 0) {
 		if (refuse_membarrier() || syscall(SYS_membarrier, 0, 0, 0) != -1 || errno != EPERM)
 			_exit(7);
-		for (uint64_t i = 0; i < MSGS; i++) {
-			struct timespec dl;
-			uint64_t v;
-			size_t got;
-			shmring_deadline(&dl, WAIT_NS);
-			int rc = shmring_recv_wait(c, &v, sizeof(v), &got, &dl);
-			if (rc || got != sizeof(v) || v != i) {
-				fprintf(stderr, "consumer: message %llu: %s\n",
-					(unsigned long long)i, shmring_strerror(rc));
+		for (uint64_t i = 0; i < MSGS; i++)
+			if (child_recv(c, i, 0, 0))
 				_exit(3);
-			}
-		}
 		_exit(0);
 	}
 	struct shmring_producer *p;
