@@ -43,8 +43,9 @@
  * fence, at most MAXRELAX times).  A sleeper, after its own fence, loads
  * it: HEAVY, no membarrier(); LIGHT, CAS to ARMING, membarrier(), CAS to
  * HEAVY; ARMING (another sleeper is arming), membarrier() only.  MODES
- * picks which directions switch (run-model.sh checks 1 and 2 apart); the
- * other stays LIGHT: the protocol described above.
+ * picks which directions switch (run-model.sh checks 1 and 2 apart with
+ * NMSG 3, and 3, both at once, with NMSG 2); a direction that does not
+ * switch stays LIGHT: the protocol described above.
  *
  * A futex is modelled as the kernel does it: FUTEX_WAIT compares the word
  * and blocks in one atomic step; FUTEX_WAKE unblocks the waiters.  The
