@@ -309,7 +309,9 @@ SHMRING_API int shmring_unlink(const char *name);
  * is discarded, never seen by consumers.  Enters the whole data area in
  * the process's page tables, writable, so that the first lap through the
  * ring takes no page faults (Linux 5.14 and later; its cost grows with the
- * capacity: see shmring(7), MEMORY).
+ * capacity: see shmring(7), MEMORY).  If the ring's max_message is over
+ * 4096 bytes, also allocates the 12 KiB buffer that shmring_send() copies
+ * some large messages through (see shmring_send(3), NOTES).
  * Returns 0 and sets *producer, or -EBUSY if another live producer is attached,
  * -EINVAL for NULL arguments, -ENOMEM, -EACCES if the ring's fd was not
  * opened for writing, -EPROTO if the ring's producer state is corrupt (its

@@ -25,9 +25,33 @@
  */
 #define COPY_BLOCKS_MIN 2048u
 void copy_blocks(void *dst, const void *src, size_t n);
+/*
+ * A producer's copy into the ring at those distances is worse, by either
+ * method: there the stores wait for lines that the consumer's core holds,
+ * and (presumably) the loads of a forward copy wait behind the stores they
+ * seem to alias, 1-63 bytes modulo 4096 before them.  8184-byte messages
+ * (records of two pages) sent from a page-aligned buffer, a distance of 8
+ * for every record, ran at 0.72 M/s across two CPUs, and at 1.97-2.61 M/s
+ * from sources at distances from 0 to 3072 (perf/RESULTS.md, change 23).
+ * So shmring_send() of a payload of over BOUNCE_MIN bytes goes through the
+ * producer's bounce buffer there: copy_blocks() into it at the caller's
+ * distance, in the producer's own cache, then memcpy() into the ring from
+ * the same offset in a page as the destination (a distance of 0), by
+ * pieces of BOUNCE_PIECE bytes (copy_bounced(), ring.c).  Smaller payloads
+ * gained nothing by it at the far placement and lost at the near one.
+ * Only shmring_send() can do this: a reservation's caller writes the
+ * payload itself.
+ */
+#define BOUNCE_MIN 4096u /* only payloads of more than a page (change 23) */
+#define BOUNCE_PIECE 8192u
+void copy_bounced(uint8_t *bounce, void *dst, const void *src, size_t n);
+static inline int short_distance(const void *dst, const void *src, size_t n)
+{
+	return n > COPY_BLOCKS_MIN && (((uintptr_t)dst - (uintptr_t)src - 1) & 4095) < 63;
+}
 static inline void copy_payload(void *dst, const void *src, size_t n)
 {
-	if (n > COPY_BLOCKS_MIN && (((uintptr_t)dst - (uintptr_t)src - 1) & 4095) < 63)
+	if (short_distance(dst, src, n))
 		copy_blocks(dst, src, n);
 	else
 		memcpy(dst, src, n);
@@ -187,6 +211,8 @@ struct shmring_producer {
 	volatile int busy;      /* inside a call: a signal handler gets -EBUSY */
 	a32 shut_req;           /* shutdown asked while busy: done on the way out */
 	a32 intr;               /* shmring_producer_interrupt() pending */
+	uint8_t *bounce;        /* BOUNCE_PIECE + 4096 bytes, page-aligned, if
+	                         * max_message > BOUNCE_MIN (else NULL) */
 };
 
 struct shmring_consumer {

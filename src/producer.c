@@ -158,6 +158,14 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	errno = saved;
 	if (!p)
 		return -ENOMEM;
+	if (r->g.max_message > BOUNCE_MIN) {
+		p->bounce = aligned_alloc(4096, BOUNCE_PIECE + 4096);
+		errno = saved;
+		if (!p->bounce) {
+			free(p);
+			return -ENOMEM;
+		}
+	}
 	int made_rw = 0;
 	if (!r->prod_rw) {
 		const struct shm_geom *g = &r->g;
@@ -165,6 +173,7 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 			     PROT_READ | PROT_WRITE) < 0 ||
 		    mprotect(r->data, 2 * g->capacity, PROT_READ | PROT_WRITE) < 0) {
 			errno = saved;
+			free(p->bounce);
 			free(p);
 			return -EACCES;
 		}
@@ -233,6 +242,7 @@ fail:
 	if (made_rw && atomic_load_explicit(&r->producers, memory_order_relaxed) == 0)
 		protect_ro(r);
 	live_close(p->lockfd); /* drops the producer lock if we took it */
+	free(p->bounce);
 	free(p);
 	errno = saved;
 	return busy;
@@ -316,6 +326,7 @@ SHMRING_API int shmring_producer_close(struct shmring_producer *p)
 	if (atomic_fetch_sub_explicit(&r->producers, 1, memory_order_relaxed) == 1)
 		protect_ro(r);
 	endpoint_del(r, p->opener); /* shutdown dropped the producer lock */
+	free(p->bounce);
 	free(p);
 	return 0;
 }
@@ -687,6 +698,17 @@ SHMRING_API int shmring_abort(struct shmring_producer *p)
 	return n;
 }
 
+/* A payload of over COPY_BLOCKS_MIN bytes into the ring (internal.h);
+ * out of line, so that the small messages' path stays as it was. */
+static __attribute__((noinline)) void copy_large(struct shmring_producer *p, void *d,
+						 const void *msg, size_t len)
+{
+	if (len > BOUNCE_MIN && short_distance(d, msg, len) && p->bounce)
+		copy_bounced(p->bounce, d, msg, len);
+	else
+		copy_payload(d, msg, len);
+}
+
 /* Reserve, copy, commit: with reservations pending (the interrupted code's,
  * if we run in a signal handler) the commit would publish them too. */
 static int send(struct shmring_producer *p, const void *msg, size_t len,
@@ -698,8 +720,10 @@ static int send(struct shmring_producer *p, const void *msg, size_t len,
 	int rc = wait ? reserve_wait(p, len, &d, deadline) : reserve(p, len, &d);
 	if (rc)
 		return rc;
-	if (len)
-		copy_payload(d, msg, len);
+	if (len > COPY_BLOCKS_MIN)
+		copy_large(p, d, msg, len);
+	else if (len)
+		memcpy(d, msg, len);
 	commit(p);
 	return 0;
 }

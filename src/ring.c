@@ -29,6 +29,20 @@ void copy_blocks(void *dst, const void *src, size_t n)
 	memcpy(d, s, n);
 }
 
+/* See copy_bounced() in internal.h.  Both steps move at most BOUNCE_PIECE
+ * bytes from an offset in the buffer equal to dst's in its page. */
+void copy_bounced(uint8_t *bounce, void *dst, const void *src, size_t n)
+{
+	uint8_t *d = dst, *t = bounce + ((uintptr_t)dst & 4095);
+	const uint8_t *s = src;
+	while (n) {
+		size_t k = n < BOUNCE_PIECE ? n : BOUNCE_PIECE;
+		copy_blocks(t, s, k);
+		memcpy(d, t, k);
+		d += k, s += k, n -= k;
+	}
+}
+
 /*
  * Enters every page of the data area, both views, in this process's page
  * tables (writable for a producer), so that an endpoint's first lap through

@@ -1064,6 +1064,85 @@ Test(api, copies_exact_at_every_offset, .timeout = 60)
 	close_ring(r);
 }
 
+/*
+ * shmring_send() from a source 1-63 bytes before its destination, modulo
+ * 4096, copies by 64-byte blocks (2049-4096 bytes) or through the
+ * producer's bounce buffer (more, by pieces of 8 KiB: copy_bounced(),
+ * internal.h).  Each message here is sent from where that distance is d:
+ * the page offset of the next payload is known from the last one's (every
+ * mapping of the data is page-aligned, so offsets in a page are the same in
+ * the producer's view), and the ring is big enough that nothing wraps or
+ * pads.  The peek checks that the distance was the one meant, every byte,
+ * that the 64 bytes after the payload (never written yet) are still 0, and,
+ * a message later, that the next send left the message before it alone.
+ */
+Test(api, sends_at_short_distances_copy_exactly, .timeout = 60)
+{
+	static const size_t lens[] = {2049, 4095, 4096, 8191, 8192, 8193, 20000, 65536};
+	static const unsigned dists[] = {1, 7, 8, 15, 16, 56, 63, 0, 64, 2048};
+	const size_t nlens = sizeof(lens) / sizeof(lens[0]);
+	const size_t ndists = sizeof(dists) / sizeof(dists[0]);
+	uint8_t *area = aligned_alloc(4096, 65536 + 8192);
+	uint8_t *prev = malloc(65536);
+	cr_assert(area && prev);
+	struct shmring *r = new_ring(4u << 20, 2);
+	struct shmring_producer *p = open_prod(r);
+	struct shmring_consumer *c = open_cons(r, SHMRING_START_NEWEST);
+	struct shmring_consumer *c2 = open_cons(r, SHMRING_START_NEWEST);
+	uint8_t *buf = malloc(65536);
+	cr_assert_not_null(buf);
+	uint64_t first = 0x1122334455667788u;
+	cr_assert_eq(shmring_send(p, &first, 8), 0);
+	const void *d;
+	size_t len;
+	cr_assert_eq(shmring_peek(c, &d, &len), 0);
+	uintptr_t next = ((uintptr_t)d + SHMRING_RECORD_SIZE(8)) & 4095;
+	size_t plen = 0, seq = 0;
+	const uint8_t *pd = NULL;
+	cr_assert_eq(shmring_recv(c2, buf, 65536, &len), 0);
+
+	for (size_t li = 0; li < nlens; li++)
+		for (size_t di = 0; di < ndists; di++, seq++) {
+			size_t n = lens[li];
+			uint8_t *src = area + ((next - dists[di]) & 4095);
+			for (size_t i = 0; i < n; i++)
+				src[i] = (uint8_t)(i * 131 + seq * 29 + 1);
+			cr_assert_eq(shmring_send(p, src, n), 0, "send of %zu", n);
+			/* The message before: the send did not write over it. */
+			if (pd)
+				for (size_t i = 0; i < plen; i++)
+					cr_assert_eq(pd[i], prev[i], "message %zu's byte %zu changed", seq - 1,
+						     i);
+			cr_assert_eq(shmring_release(c), 1);
+			const uint8_t *got;
+			cr_assert_eq(shmring_peek(c, &d, &len), 0);
+			got = d;
+			cr_assert_eq(len, n);
+			cr_assert_eq((uintptr_t)got & 4095, next, "the payload is not where expected");
+			cr_assert_eq(((uintptr_t)got - (uintptr_t)src) & 4095, dists[di]);
+			cr_assert(memcmp(got, src, n) == 0, "%zu bytes at a distance of %u differ", n,
+				  dists[di]);
+			for (size_t i = 0; i < 64; i++)
+				cr_assert_eq(got[n + i], 0, "byte %zu after a %zu-byte payload written", i, n);
+			/* The copying receive of the same message. */
+			cr_assert_eq(shmring_recv(c2, buf, 65536, &len), 0);
+			cr_assert_eq(len, n);
+			cr_assert(memcmp(buf, src, n) == 0);
+			memcpy(prev, src, n);
+			pd = got;
+			plen = n;
+			next = ((uintptr_t)got + SHMRING_RECORD_SIZE(n)) & 4095;
+		}
+	cr_assert_eq(shmring_release(c), 1);
+	close_cons(c2);
+	close_cons(c);
+	close_prod(p);
+	close_ring(r);
+	free(buf);
+	free(prev);
+	free(area);
+}
+
 /* ---- consumer_open ------------------------------------------------------- */
 
 Test(api, consumer_start_newest_skips_published)
