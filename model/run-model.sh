@@ -21,10 +21,11 @@
 # states, 2.6 GB, under a minute).
 # Runs: safety (assertions + invalid end states: with no timeouts in the
 # model, a lost wake-up leaves a process blocked for ever) of the three
-# configs, then the seeded bugs in configs cmode and both.  MODEL_LTL=1 adds the LTL property
-# "done" (everybody finishes) for both configs (about 10 minutes and 10 GB
-# each); MODEL_FAIR=1 adds it under weak fairness.  Needs spin (installed with apt-get when
-# missing and run as root) and a C compiler.
+# configs, then the seeded bugs in configs cmode and both.  MODEL_LTL=1
+# adds the LTL property "done" (everybody finishes) for configs cmode and
+# pmode (about 10 minutes and 10 GB each); MODEL_FAIR=1 adds it under weak
+# fairness.  Needs spin (installed with apt-get when missing and run as
+# root) and a C compiler.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 CC=${CC:-cc}
