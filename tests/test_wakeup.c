@@ -247,17 +247,37 @@ Test(wakeup, many_sleepers_bursts)
 	cr_assert_eq(shmring_close(r), 0);
 }
 
-/* The consumers' shared line of ring r, mapped from its descriptor. */
-static struct shm_cshared *cshared(struct shmring *r, void **map, size_t *len)
+/* A 64 KiB ring with one consumer, and the consumers' shared line of the
+ * ring mapped from its descriptor (read-only), to watch the fence mode. */
+struct mode_ring {
+	struct shmring *r;
+	struct shmring_consumer *c;
+	struct shm_cshared *cs;
+	void *map;
+	size_t maplen;
+};
+
+static void mode_ring_open(struct mode_ring *m)
 {
-	int fd = shmring_fd(r);
+	m->r = ring(64 << 10);
+	int fd = shmring_fd(m->r);
 	cr_assert_geq(fd, 0);
 	struct shm_header h;
 	cr_assert_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
-	*len = h.ctab_off + sizeof(struct shm_cshared);
-	*map = mmap(NULL, *len, PROT_READ, MAP_SHARED, fd, 0);
-	cr_assert_neq(*map, MAP_FAILED);
-	return (struct shm_cshared *)((uint8_t *)*map + h.ctab_off);
+	m->maplen = h.ctab_off + sizeof(struct shm_cshared);
+	m->map = mmap(NULL, m->maplen, PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(m->map, MAP_FAILED);
+	m->cs = (struct shm_cshared *)((uint8_t *)m->map + h.ctab_off);
+	cr_assert_eq(shmring_consumer_open(m->r, 0, &m->c), 0);
+}
+
+/* Unmaps the line, closes producer p, the consumer and the ring. */
+static void mode_ring_close(struct mode_ring *m, struct shmring_producer *p)
+{
+	munmap(m->map, m->maplen);
+	shmring_producer_close(p);
+	shmring_consumer_close(m->c);
+	cr_assert_eq(shmring_close(m->r), 0);
 }
 
 /* Waits up to WAIT_NS for the word to hold want; returns what it holds. */
@@ -292,12 +312,11 @@ static void send_to_sleeper(struct shmring_producer *p, struct shm_cshared *cs,
 Test(wakeup, fence_modes)
 {
 	enum { SLEEPS = 200, QUIET = 16384 }; /* QUIET: far above ASYM_QUIET */
-	struct shmring *r = ring(64 << 10);
-	void *map;
-	size_t maplen;
-	struct shm_cshared *cs = cshared(r, &map, &maplen);
-	struct shmring_consumer *c;
-	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+	struct mode_ring mr;
+	mode_ring_open(&mr);
+	struct shmring *r = mr.r;
+	struct shmring_consumer *c = mr.c;
+	struct shm_cshared *cs = mr.cs;
 	cr_assert_eq(atomic_load(&cs->cmode), 0, "a new ring starts ASYM_LIGHT, generation 0");
 
 	pid_t pid = child();
@@ -334,10 +353,7 @@ Test(wakeup, fence_modes)
 		     m);
 
 	cr_assert_eq(test_wait(pid), 0, "consumer failed (3: lost or misordered message)");
-	munmap(map, maplen);
-	shmring_producer_close(p);
-	shmring_consumer_close(c);
-	cr_assert_eq(shmring_close(r), 0);
+	mode_ring_close(&mr, p);
 }
 
 /* Makes membarrier(2) fail with EPERM in this process, as a seccomp
@@ -365,12 +381,11 @@ static int refuse_membarrier(void)
 Test(wakeup, fence_mode_without_membarrier)
 {
 	enum { MSGS = 50 };
-	struct shmring *r = ring(64 << 10);
-	void *map;
-	size_t maplen;
-	struct shm_cshared *cs = cshared(r, &map, &maplen);
-	struct shmring_consumer *c;
-	cr_assert_eq(shmring_consumer_open(r, 0, &c), 0);
+	struct mode_ring mr;
+	mode_ring_open(&mr);
+	struct shmring *r = mr.r;
+	struct shmring_consumer *c = mr.c;
+	struct shm_cshared *cs = mr.cs;
 
 	pid_t pid = child();
 	if (pid == 0) {
@@ -398,8 +413,5 @@ Test(wakeup, fence_mode_without_membarrier)
 	cr_assert_eq(m & ASYM_STATE, ASYM_LIGHT, "mode %#x, want ASYM_LIGHT", m);
 	cr_assert_geq(m / ASYM_GEN, MSGS, "mode %#x: want a failed arming per sleep, %d or more",
 		      m, MSGS);
-	munmap(map, maplen);
-	shmring_producer_close(p);
-	shmring_consumer_close(c);
-	cr_assert_eq(shmring_close(r), 0);
+	mode_ring_close(&mr, p);
 }
