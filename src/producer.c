@@ -699,11 +699,13 @@ SHMRING_API int shmring_abort(struct shmring_producer *p)
 }
 
 /* A payload of over COPY_BLOCKS_MIN bytes into the ring (internal.h);
- * out of line, so that the small messages' path stays as it was. */
+ * out of line, so that the small messages' path stays as it was.  A
+ * payload of over BOUNCE_MIN bytes means max_message is over it too, so
+ * open allocated the bounce buffer. */
 static __attribute__((noinline)) void copy_large(struct shmring_producer *p, void *d,
 						 const void *msg, size_t len)
 {
-	if (len > BOUNCE_MIN && short_distance(d, msg, len) && p->bounce)
+	if (len > BOUNCE_MIN && short_distance(d, msg, len))
 		copy_bounced(p->bounce, d, msg, len);
 	else
 		copy_payload(d, msg, len);
