@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -1141,6 +1142,86 @@ Test(api, sends_at_short_distances_copy_exactly, .timeout = 60)
 	free(buf);
 	free(prev);
 	free(area);
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZER_ALLOCATOR 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZER_ALLOCATOR 1
+#endif
+#endif
+
+/* In a child: no more address space (RLIMIT_AS at what is mapped now), and
+ * malloc()'s heap used up by 256-byte blocks, then 16 of them freed: room
+ * for a handle, none for 12 KiB.  0, or -1 if malloc() never failed. */
+static int squeeze_heap(void)
+{
+	unsigned long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f || fscanf(f, "%lu", &pages) != 1)
+		return -1;
+	fclose(f);
+	struct rlimit rl = {pages * (unsigned long)sysconf(_SC_PAGESIZE),
+			    pages * (unsigned long)sysconf(_SC_PAGESIZE)};
+	if (setrlimit(RLIMIT_AS, &rl))
+		return -1;
+	void **last = NULL, **b;
+	size_t n = 0;
+	while (n < (1u << 24) && (b = malloc(256))) {
+		*b = last;
+		last = b;
+		n++;
+	}
+	if (n == 1u << 24)
+		return -1;
+	for (int i = 0; i < 16 && last; i++) {
+		b = *last;
+		free(last);
+		last = b;
+	}
+	return 0;
+}
+
+/*
+ * shmring_producer_open() allocates the 12 KiB bounce buffer of
+ * shmring_send() for a ring whose max_message is over 4096 bytes, and
+ * fails with -ENOMEM, leaving nothing behind, when it cannot.  With the
+ * same memory left, a ring of smaller messages (no buffer) still opens.
+ */
+Test(api, producer_open_reports_no_memory_for_the_bounce_buffer)
+{
+#ifdef SANITIZER_ALLOCATOR
+	cr_skip_test("a sanitizer's allocator does not fail under RLIMIT_AS, it aborts");
+#endif
+	/* max_message is capacity / 2 - 8: 8184 and 4088 bytes. */
+	if (page_bytes() > 8192)
+		cr_skip_test("pages of %llu bytes: no ring of messages of at most 4096 bytes",
+			     ull(page_bytes()));
+	struct shmring *big = new_ring(16384, 1), *small = new_ring(8192, 1);
+	cr_assert_gt(ring_info(big).max_message, 4096);
+	cr_assert_leq(ring_info(small).max_message, 4096);
+	pid_t pid = test_spawn();
+	if (pid == 0) {
+		struct shmring_producer *p = NULL;
+		if (squeeze_heap())
+			_exit(2);
+		if (shmring_producer_open(big, &p) != -ENOMEM)
+			_exit(3);
+		if (shmring_producer_open(small, &p) != 0)
+			_exit(4);
+		if (shmring_send(p, "x", 1) != 0 || shmring_producer_close(p) != 0)
+			_exit(5);
+		_exit(0);
+	}
+	int st = test_wait(pid);
+	cr_assert_eq(st, 0, "child: %d (2: no squeeze, 3: big ring opened, 4: small ring refused, "
+			    "5: small ring's send or close)", st);
+	/* The failed open left the role free: a producer opens here. */
+	struct shmring_producer *p = open_prod(big);
+	close_prod(p);
+	close_ring(small);
+	close_ring(big);
 }
 
 /* ---- consumer_open ------------------------------------------------------- */
