@@ -9,6 +9,19 @@
  *   futex      bare futex ping-pong and one-way futex wake (the floor of a
  *              sleeping consumer)
  *   memcpy     one core copying `size` bytes into a ring-sized buffer
+ *   bare-copy  the floor of a copying ring between two processes: slots of
+ *              `size` bytes (rounded up to a cache line) in shared memory,
+ *              a tail and a head on lines of their own, each side keeping
+ *              the other's last value; the producer copies in and publishes
+ *              the tail once per batch, the consumer copies out and
+ *              publishes the head once per batch.  No record headers, no
+ *              crash handling, no waiting but spinning: what is left is two
+ *              copies and the lines they move between the cores.  Run at
+ *              4096 bytes and up only (line-sized slots waste lines on
+ *              small messages, so there it would be no floor).
+ *   bare-copy-ro  the same, but the consumer reads the slots through a
+ *              read-only view (mprotect() of its mapping), as libshmring's
+ *              consumers do: the floor under that guarantee.
  *   pipe, socketpair (SOCK_SEQPACKET), POSIX mq: blocking calls; a batch
  *              is one write() of B messages, one sendmmsg()/recvmmsg(), or
  *              B mq_send() calls (mq has no batch call)
@@ -21,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -248,6 +262,153 @@ struct mech mech_memcpy = {
 	.caps = C_MEMCPY,
 	.depth = mc_depth,
 	.child = mc_child,
+};
+
+/* ---- bare-copy ---------------------------------------------------------- */
+
+struct bare {
+	_Atomic uint64_t tail __attribute__((aligned(128)));
+	_Atomic uint64_t head __attribute__((aligned(128)));
+	char slots[] __attribute__((aligned(4096)));
+};
+
+static size_t bare_slot(const struct params *p)
+{
+	return (p->size + 63) & ~(size_t)63;
+}
+
+/* As many slots as fit in libshmring's ring of the same case, at least 2. */
+static uint64_t bare_depth(const struct params *p)
+{
+	uint64_t d = p->ring_bytes / bare_slot(p);
+	return d < 2 ? 2 : d;
+}
+
+static void bare_depth_str(const struct params *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu slots of %zu B", (unsigned long long)bare_depth(p),
+		 bare_slot(p));
+}
+
+static size_t bare_slots_len(const struct params *p)
+{
+	return (bare_depth(p) * bare_slot(p) + 4095) & ~(size_t)4095;
+}
+
+static size_t bare_len(const struct params *p)
+{
+	return sizeof(struct bare) + bare_slots_len(p);
+}
+
+static int bare_setup(struct bench *b, void **priv)
+{
+	*priv = shm_zalloc(bare_len(&b->p));
+	return *priv ? 0 : fail(b, "out of shared memory");
+}
+
+static void bare_teardown(struct bench *b, void *priv)
+{
+	shm_free(priv, bare_len(&b->p));
+}
+
+static int bare_child(struct bench *b, void *priv, int role, int ro)
+{
+	struct bare *r = priv;
+	const struct params *p = &b->p;
+	size_t size = p->size, slot = bare_slot(p);
+	uint64_t depth = bare_depth(p), n = p->n, batch = p->batch ? p->batch : 1;
+	if (p->kind != K_TPUT || p->zc)
+		return fail(b, "unsupported case");
+	if (batch > depth)
+		batch = depth;
+	if (role == 0) {
+		char *src = source_buf(size);
+		if (!src)
+			return fail(b, "out of memory");
+		if (wait_attached(b, 1))
+			return -1;
+		uint64_t head = 0, i = 0, at = 0;
+		tput_start(b);
+		while (i < n) {
+			uint64_t k = n - i < batch ? n - i : batch;
+			while (i + k - head > depth) {
+				head = atomic_load_explicit(&r->head, memory_order_acquire);
+				if (i + k - head > depth)
+					relax();
+			}
+			for (uint64_t j = 0; j < k; j++, i++) {
+				char *d = r->slots + at * slot;
+				memcpy(d, src, size);
+				stamp(d, size, i);
+				if (++at == depth)
+					at = 0;
+			}
+			atomic_store_explicit(&r->tail, i, memory_order_release);
+		}
+		return 0;
+	}
+	char *buf = malloc(size);
+	if (!buf)
+		return fail(b, "out of memory");
+	if (ro && mprotect(r->slots, bare_slots_len(p), PROT_READ)) {
+		free(buf);
+		return fail(b, "mprotect: %s", strerror(errno));
+	}
+	struct tputmark tm;
+	tput_warm_init(b, &tm);
+	attached(b);
+	uint64_t tail = 0, i = 0, at = 0;
+	while (i < n) {
+		while (tail == i) {
+			tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+			if (tail == i)
+				relax();
+		}
+		uint64_t end = tail - i < batch ? tail : i + batch;
+		for (; i < end; i++) {
+			memcpy(buf, r->slots + at * slot, size);
+			if (unstamp(buf, size) != i) {
+				free(buf);
+				return fail(b, "bare-copy: message %llu out of order",
+					    (unsigned long long)i);
+			}
+			if (++at == depth)
+				at = 0;
+		}
+		atomic_store_explicit(&r->head, i, memory_order_release);
+		tput_step(b, &tm, i);
+	}
+	tput_done(b, role, n);
+	free(buf);
+	return 0;
+}
+
+static int bare_rw(struct bench *b, void *priv, int role)
+{
+	return bare_child(b, priv, role, 0);
+}
+
+static int bare_ro(struct bench *b, void *priv, int role)
+{
+	return bare_child(b, priv, role, 1);
+}
+
+struct mech mech_bare = {
+	.name = "bare-copy",
+	.caps = C_TPUT | C_BATCH | C_FLOOR,
+	.depth = bare_depth_str,
+	.setup = bare_setup,
+	.child = bare_rw,
+	.teardown = bare_teardown,
+};
+
+struct mech mech_bare_ro = {
+	.name = "bare-copy-ro",
+	.caps = C_TPUT | C_BATCH | C_FLOOR,
+	.depth = bare_depth_str,
+	.setup = bare_setup,
+	.child = bare_ro,
+	.teardown = bare_teardown,
 };
 
 /* ---- common to the fd-based baselines ----------------------------------- */

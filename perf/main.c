@@ -43,8 +43,8 @@ static struct {
 enum { S_TPUT = 1, S_RTT = 2, S_WAKE = 4, S_FANOUT = 8, S_SYSCALLS = 16 };
 
 static struct mech *mechs[] = {
-	&mech_shmring, &mech_cacheline, &mech_futex, &mech_memcpy, &mech_pipe,
-	&mech_socketpair, &mech_mq, &mech_ck, &mech_rte, &mech_iox, &mech_urcu,
+	&mech_shmring, &mech_cacheline, &mech_futex, &mech_memcpy, &mech_bare, &mech_bare_ro,
+	&mech_pipe, &mech_socketpair, &mech_mq, &mech_ck, &mech_rte, &mech_iox, &mech_urcu,
 };
 #define NMECH (sizeof(mechs) / sizeof(mechs[0]))
 
@@ -65,8 +65,9 @@ static void usage(FILE *f)
 		"  --time S       seconds per repetition (default 0.3)\n"
 		"  --sizes a,b,.. message sizes in bytes (default 8,64,512,4096,65536)\n"
 		"  --consumers N  fan-out up to N consumers (default 4, at most 16)\n"
-		"  --only m1,m2   only these mechanisms (shmring,cacheline,futex,memcpy,pipe,\n"
-		"                 socketpair,posix-mq,ck_ring,rte_ring,iceoryx,urcu-wfcq)\n"
+		"  --only m1,m2   only these mechanisms (shmring,cacheline,futex,memcpy,bare-copy,\n"
+		"                 bare-copy-ro,pipe,socketpair,posix-mq,ck_ring,rte_ring,iceoryx,\n"
+		"                 urcu-wfcq)\n"
 		"  --out DIR      results folder (default perf/results)\n"
 		"  --no-plot      no gnuplot PNGs\n"
 		"  --quick        smoke test: 2 short repetitions, sizes 8 and 4096\n");
@@ -513,7 +514,7 @@ static void print_row(const struct result *r)
 	if (!r->ok) {
 		const char *n = r->note;
 		int skip = !strncmp(n, "skipped: ", 9);
-		printf("  %-11s %6zu %5u %-9s %s: %s\n", r->mech, r->p.size, r->p.batch,
+		printf("  %-12s %5zu %5u %-9s %s: %s\n", r->mech, r->p.size, r->p.batch,
 		       mode_of(&r->p), skip ? "skipped" : "FAILED", skip ? n + 9 : n);
 		return;
 	}
@@ -521,7 +522,7 @@ static void print_row(const struct result *r)
 		 r->med > 0 ? 50.0 * (r->hi - r->lo) / r->med : 0.0);
 	if (r->p.kind == K_TPUT || r->p.kind == K_MEMCPY) {
 		fmt_rate(a, sizeof(a), r->med);
-		printf("  %-11s %6zu %5u %-9s %11s %5s %8.0f MB/s %7.2fx %-9s %-24s %3.0f/%-3.0f%s\n",
+		printf("  %-12s %5zu %5u %-9s %11s %5s %8.0f MB/s %7.2fx %-9s %-24s %3.0f/%-3.0f%s\n",
 		       r->mech, r->p.size, r->p.batch, mode_of(&r->p), a, spread,
 		       r->med * (double)r->p.size / 1e6, r->ratio, r->ratio_to ? r->ratio_to : "",
 		       r->depth, r->floor0, r->floor1, floor_flag(r) ? " FLOOR-MOVED" : "");
@@ -592,6 +593,11 @@ static void scen_throughput(void)
 					struct mech *m = mechs[mi];
 					unsigned need = C_TPUT | (zc ? C_ZC : 0) |
 							(batches[bi] > 1 ? C_BATCH : 0);
+					/* The bare copying rings are floors of
+					 * the large copies only: their line-sized
+					 * slots would waste lines on small ones. */
+					if ((m->caps & C_FLOOR) && size < 4096)
+						continue;
 					if (selected(m) && (m->caps & need) == need)
 						meas_begin(&ms[nm++], "throughput", m, p);
 				}
@@ -810,7 +816,7 @@ static void scen_syscalls(void)
 	for (unsigned mi = 0; mi < NMECH; mi++) {
 		struct mech *m = mechs[mi];
 		if (m == &mech_shmring || !selected(m) || !(m->caps & C_TPUT) ||
-		    (m->caps & C_THREADS))
+		    (m->caps & (C_THREADS | C_FLOOR)))
 			continue;
 		struct params p = {.kind = K_TPUT, .size = 64, .batch = 1, .consumers = 1,
 				   .count_syscalls = 1};
@@ -921,6 +927,34 @@ static void target(const char *what, double v, double goal, int at_most, const c
 	       st, detail ? detail : "");
 }
 
+/* Beside the copying targets: the bare rings of the same rounds.  ro/rw is
+ * what a read-only view costs a ring that only copies; shmring is held
+ * against the read-only one (its consumers read through such a view), the
+ * peers' pools (read-write) against the read-write one. */
+static void print_copy_floors(void)
+{
+	int head = 0;
+	for (unsigned k = 0; k < nres; k++) {
+		struct result *rw = &res[k];
+		if (!rw->ok || strcmp(rw->scen, "throughput") || strcmp(rw->mech, "bare-copy") ||
+		    rw->p.size < 4096)
+			continue;
+		struct result *ro = find("throughput", "bare-copy-ro", rw->p.size, rw->p.batch, 0, 0, 1, 0);
+		struct result *s = find("throughput", "shmring", rw->p.size, rw->p.batch, 0, 0, 1, 0);
+		struct result *ck = find("throughput", "ck_ring", rw->p.size, rw->p.batch, 0, 0, 1, 0);
+		struct result *rt = find("throughput", "rte_ring", rw->p.size, rw->p.batch, 0, 0, 1, 0);
+		if (!head++)
+			printf("  copying floors (same rounds): bare-copy-ro / bare-copy, shmring / "
+			       "bare-copy-ro, ck_ring and rte_ring / bare-copy\n");
+		printf("    %6zu B batch %2u copy: ro/rw %.3g, shmring %.3g, ck_ring %.3g, "
+		       "rte_ring %.3g%s\n", rw->p.size, rw->p.batch, ro ? ro->med / rw->med : NAN,
+		       s && ro ? s->med / ro->med : NAN, ck ? ck->med / rw->med : NAN,
+		       rt ? rt->med / rw->med : NAN,
+		       (ro && !ro->far != !rw->far) || (s && !s->far != !rw->far) ?
+			       " (placed apart)" : "");
+	}
+}
+
 static void print_targets(void)
 {
 	char d[128];
@@ -980,7 +1014,16 @@ static void print_targets(void)
 		struct result *x = find("throughput", "shmring", 65536, 1, zc, 0, 1, 0);
 		snprintf(d, sizeof(d), "throughput 65536 B %s / memcpy bandwidth",
 			 zc ? "zero-copy" : "copying");
-		target(d, x && mc ? x->med / mc->med : NAN, zc ? 0.8 : 0.6, 0, NULL);
+		/* The copying target beside its floor: a bare ring that only
+		 * copies in and out, measured in the same rounds. */
+		struct result *bc = zc ? NULL : find("throughput", "bare-copy", 65536, 1, 0, 0, 1, 0);
+		struct result *bo = zc ? NULL : find("throughput", "bare-copy-ro", 65536, 1, 0, 0, 1, 0);
+		char fl[96] = "";
+		if (bc && bo && mc)
+			snprintf(fl, sizeof(fl), "(bare-copy: %.3g, bare-copy-ro: %.3g%s)",
+				 bc->med / mc->med, bo->med / mc->med,
+				 x && (!x->far != !bc->far || !x->far != !bo->far) ? ", placed apart" : "");
+		target(d, x && mc ? x->med / mc->med : NAN, zc ? 0.8 : 0.6, 0, fl[0] ? fl : NULL);
 	}
 	double sc = NAN, scf = NAN;
 	for (unsigned k = 0; k < nres; k++)
@@ -1006,6 +1049,7 @@ static void print_targets(void)
 	struct result *ix = find("rtt", "iceoryx", 8, 1, 0, 0, 0, 0);
 	target("round trip 8 B polling shmring / iceoryx", r && ix ? r->med / ix->med : NAN,
 	       0.2, 1, NULL);
+	print_copy_floors();
 }
 
 static void json_str(FILE *f, const char *s)

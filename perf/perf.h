@@ -38,6 +38,7 @@ enum {
 	C_GROUP = 1 << 7,      /* work sharing among several consumers */
 	C_THREADS = 1 << 8,    /* roles are threads of one process */
 	C_MEMCPY = 1 << 9,
+	C_FLOOR = 1 << 10,     /* a floor, not a peer: no system-call case */
 };
 
 /* Log-bucketed histogram of TSC ticks: 32 linear sub-buckets per power of
@@ -163,8 +164,8 @@ struct mech {
 	void (*teardown)(struct bench *b, void *priv);
 };
 
-extern struct mech mech_shmring, mech_cacheline, mech_futex, mech_memcpy,
-	mech_pipe, mech_socketpair, mech_mq, mech_ck, mech_rte, mech_iox, mech_urcu,
+extern struct mech mech_shmring, mech_cacheline, mech_futex, mech_memcpy, mech_bare,
+	mech_bare_ro, mech_pipe, mech_socketpair, mech_mq, mech_ck, mech_rte, mech_iox, mech_urcu,
 	mech_ck_bcast, mech_ck_group;
 
 /* ---- helpers (util.c) ---- */
