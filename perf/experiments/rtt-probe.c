@@ -30,6 +30,10 @@
  *              (mprotect()), as libshmring's consumers see them
  *   shmring    libshmring: two anonymous rings of 64 KiB (the harness's),
  *              shmring_send() and shmring_recv() polled (the harness's loop)
+ *   shm-peek   the same with shmring_peek() and shmring_release() instead
+ *              of shmring_recv()
+ *   shm-resv   the same with shmring_reserve() and shmring_commit() instead
+ *              of shmring_send()
  *
  *   make && cc -O2 -Wall -Wextra -Iinclude -o rtt-probe \
  *       perf/experiments/rtt-probe.c build/libshmring.a
@@ -74,9 +78,23 @@ struct shared {
 	_Atomic int ready;
 };
 
-enum { M_LINE, M_TAILREC, M_REC, M_RECTAIL, M_RECNOHEAD, M_LIKE, M_LIKERO, M_SHMRING, NMODES };
-static const char *const names[NMODES] = {"line",     "tail+rec", "rec",     "rec+tail",
-					  "rec-head", "like-lib", "like-ro", "shmring"};
+enum {
+	M_LINE,
+	M_TAILREC,
+	M_REC,
+	M_RECTAIL,
+	M_RECNOHEAD,
+	M_LIKE,
+	M_LIKERO,
+	M_SHMRING,
+	M_SHMPEEK,
+	M_SHMRESV,
+	NMODES
+};
+static const char *const names[NMODES] = {"line",    "tail+rec", "rec",      "rec+tail",
+					  "rec-head", "like-lib", "like-ro", "shmring",
+					  "shm-peek", "shm-resv"};
+#define LIB(m) ((m) >= M_SHMRING)
 static uint32_t g_sink;
 static unsigned g_polls;
 static struct shmring *g_ring[2];
@@ -127,9 +145,19 @@ static void send(struct way *w, int mode, uint64_t seq)
 	} *r = (void *)&w->rec[seq % NREC];
 	switch (mode) {
 	case M_SHMRING:
+	case M_SHMPEEK:
 		if (shmring_send(g_prod, &seq, 8))
 			exit(3);
 		break;
+	case M_SHMRESV: {
+		void *d;
+		if (shmring_reserve(g_prod, 8, &d))
+			exit(3);
+		memcpy(d, &seq, 8);
+		if (shmring_commit(g_prod) != 1)
+			exit(3);
+		break;
+	}
 	case M_LINE:
 		atomic_store_explicit(&w->word, seq + 1, memory_order_release);
 		break;
@@ -173,9 +201,19 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 	int rc;
 	switch (mode) {
 	case M_SHMRING:
+	case M_SHMRESV:
 		while ((rc = shmring_recv(g_cons, &v, 8, &len)) == -EAGAIN)
 			relax();
 		return rc || len != 8 ? UINT64_MAX : v;
+	case M_SHMPEEK: {
+		const void *d;
+		while ((rc = shmring_peek(g_cons, &d, &len)) == -EAGAIN)
+			relax();
+		if (rc || len != 8)
+			return UINT64_MAX;
+		memcpy(&v, d, 8);
+		return shmring_release(g_cons) == 1 ? v : UINT64_MAX;
+	}
 	case M_LINE:
 		while (atomic_load_explicit(&w->word, memory_order_acquire) != seq + 1)
 			relax();
@@ -225,7 +263,7 @@ static double run(int mode, uint64_t n)
 	if (s == MAP_FAILED || !lat)
 		return -1;
 	memset(s, 0, sizeof(*s));
-	if (mode == M_SHMRING) {
+	if (LIB(mode)) {
 		struct shmring_opts o = {.size = sizeof(o), .capacity = 64 << 10, .max_consumers = 4};
 		for (int i = 0; i < 2; i++)
 			if (shmring_create_anon("rtt-probe", &o, &g_ring[i]))
@@ -236,7 +274,7 @@ static double run(int mode, uint64_t n)
 		return -1;
 	if (pid == 0) {
 		pin(1);
-		if (mode == M_SHMRING &&
+		if (LIB(mode) &&
 		    (shmring_consumer_open(g_ring[0], SHMRING_START_OLDEST, &g_cons) ||
 		     shmring_producer_open(g_ring[1], &g_prod)))
 			_exit(4);
@@ -253,7 +291,7 @@ static double run(int mode, uint64_t n)
 		_exit(0);
 	}
 	pin(0);
-	if (mode == M_SHMRING &&
+	if (LIB(mode) &&
 	    (shmring_producer_open(g_ring[0], &g_prod) ||
 	     shmring_consumer_open(g_ring[1], SHMRING_START_OLDEST, &g_cons)))
 		return -1;
@@ -276,7 +314,7 @@ static double run(int mode, uint64_t n)
 	int st;
 	waitpid(pid, &st, 0);
 	munmap(s, sizeof(*s));
-	if (mode == M_SHMRING) {
+	if (LIB(mode)) {
 		shmring_producer_close(g_prod);
 		shmring_consumer_close(g_cons);
 		shmring_close(g_ring[0]);
