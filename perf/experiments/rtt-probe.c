@@ -34,6 +34,8 @@
  *              of shmring_recv()
  *   shm-resv   the same with shmring_reserve() and shmring_commit() instead
  *              of shmring_send()
+ *   shm-wait   the same with shmring_recv_wait() (the library's own spin)
+ *              instead of shmring_recv() polled
  *
  *   make && cc -O2 -Wall -Wextra -Iinclude -o rtt-probe \
  *       perf/experiments/rtt-probe.c build/libshmring.a
@@ -89,11 +91,12 @@ enum {
 	M_SHMRING,
 	M_SHMPEEK,
 	M_SHMRESV,
+	M_SHMWAIT,
 	NMODES
 };
 static const char *const names[NMODES] = {"line",    "tail+rec", "rec",      "rec+tail",
 					  "rec-head", "like-lib", "like-ro", "shmring",
-					  "shm-peek", "shm-resv"};
+					  "shm-peek", "shm-resv", "shm-wait"};
 #define LIB(m) ((m) >= M_SHMRING)
 static uint32_t g_sink;
 static unsigned g_polls;
@@ -146,6 +149,7 @@ static void send(struct way *w, int mode, uint64_t seq)
 	switch (mode) {
 	case M_SHMRING:
 	case M_SHMPEEK:
+	case M_SHMWAIT:
 		if (shmring_send(g_prod, &seq, 8))
 			exit(3);
 		break;
@@ -204,6 +208,9 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 	case M_SHMRESV:
 		while ((rc = shmring_recv(g_cons, &v, 8, &len)) == -EAGAIN)
 			relax();
+		return rc || len != 8 ? UINT64_MAX : v;
+	case M_SHMWAIT:
+		rc = shmring_recv_wait(g_cons, &v, 8, &len, NULL);
 		return rc || len != 8 ? UINT64_MAX : v;
 	case M_SHMPEEK: {
 		const void *d;
