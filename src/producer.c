@@ -699,16 +699,19 @@ SHMRING_API int shmring_abort(struct shmring_producer *p)
 }
 
 /* A payload of over COPY_BLOCKS_MIN bytes into the ring (internal.h);
- * out of line, so that the small messages' path stays as it was.  A
- * payload of over BOUNCE_MIN bytes means max_message is over it too, so
- * open allocated the bounce buffer. */
+ * out of line, so that the small messages' path stays as it was.  The
+ * distance is looked at once: at a short one, a payload of over BOUNCE_MIN
+ * bytes (so max_message is over it too, and open allocated the bounce
+ * buffer) goes through the buffer, a smaller one by blocks. */
 static __attribute__((noinline)) void copy_large(struct shmring_producer *p, void *d,
 						 const void *msg, size_t len)
 {
-	if (len > BOUNCE_MIN && short_distance(d, msg, len))
+	if (!short_distance(d, msg, len))
+		memcpy(d, msg, len);
+	else if (len > BOUNCE_MIN)
 		copy_bounced(p->bounce, d, msg, len);
 	else
-		copy_payload(d, msg, len);
+		copy_blocks(d, msg, len);
 }
 
 /* Reserve, copy, commit: with reservations pending (the interrupted code's,
