@@ -358,7 +358,7 @@ static int take(struct bench *b, iox_sub_t sub, const void **d)
 			return fail(b, "iox_sub_take_chunk: result %d", (int)r);
 		if (b->failed)
 			return -1;
-		relax();
+		poll_relax(&b->p);
 	}
 }
 

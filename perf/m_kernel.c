@@ -118,7 +118,7 @@ static int cl_child(struct bench *b, void *priv, int role)
 		for (uint32_t i = 1; i <= n; i++) {
 			atomic_store_explicit(&l->ping, i, memory_order_release);
 			while (atomic_load_explicit(&l->pong, memory_order_acquire) != i)
-				relax();
+				poll_relax(&b->p);
 			uint64_t t2 = ticks();
 			if (i > skip)
 				sample_add(t2 - t);
@@ -128,7 +128,7 @@ static int cl_child(struct bench *b, void *priv, int role)
 	} else {
 		for (uint32_t i = 1; i <= n; i++) {
 			while (atomic_load_explicit(&l->ping, memory_order_acquire) != i)
-				relax();
+				poll_relax(&b->p);
 			atomic_store_explicit(&l->pong, i, memory_order_release);
 		}
 	}

@@ -9,8 +9,10 @@
  *              payload written in place, commit /
  *              shmring_peek_wait() or shmring_peek_batch_wait(), stamps read
  *              in place, shmring_release()
- * Ping-pong over two rings; polling sides use the non-blocking calls in a
- * loop, sleeping sides shmring_set_spin(ring, 0) and the _wait calls.
+ * Ping-pong over two rings: shmring_send() and shmring_recv_wait(), which
+ * spins with the ring's adaptive spin, or sleeps at once after
+ * shmring_set_spin(ring, 0) (the sleeping round trip); mechanism
+ * shmring-poll receives in the harness's loop around shmring_recv().
  */
 #include "perf.h"
 
@@ -23,6 +25,7 @@
 
 struct sr {
 	struct shmring *r[2];
+	int poll; /* shmring-poll: round trips poll shmring_recv() */
 };
 
 static void sr_depth(const struct params *p, char *buf, size_t len)
@@ -52,6 +55,14 @@ static int sr_setup(struct bench *b, void **priv)
 	}
 	*priv = s;
 	return 0;
+}
+
+static int sr_setup_poll(struct bench *b, void **priv)
+{
+	int rc = sr_setup(b, priv);
+	if (!rc)
+		((struct sr *)*priv)->poll = 1;
+	return rc;
 }
 
 static void sr_teardown(struct bench *b, void *priv)
@@ -196,15 +207,18 @@ static int tput_consumer(struct bench *b, struct shmring *r, int role)
 	return 0;
 }
 
-/* Receives one 8..16-byte message, polling or sleeping. */
-static int rtt_recv(struct bench *b, struct shmring_consumer *c, void *buf, size_t *len)
+/* Receives one 8..16-byte message: in shmring_recv_wait(), which spins
+ * (then sleeps, if the spin is set to 0 or runs out), or (shmring-poll) in
+ * the harness's loop around shmring_recv(), the way the floor polls. */
+static int rtt_recv(struct bench *b, const struct sr *s, struct shmring_consumer *c, void *buf,
+		    size_t *len)
 {
 	int rc;
-	if (b->p.sleep || b->p.kind == K_WAKE)
+	if (!s->poll || b->p.sleep || b->p.kind == K_WAKE)
 		rc = shmring_recv_wait(c, buf, 64, len, NULL);
 	else
 		while ((rc = shmring_recv(c, buf, 64, len)) == -EAGAIN)
-			relax();
+			poll_relax(&b->p);
 	return rc < 0 ? fail(b, "recv: %s", shmring_strerror(rc)) : 0;
 }
 
@@ -235,7 +249,7 @@ static int rtt_role(struct bench *b, struct sr *s, int role)
 		for (uint64_t i = 0; i < p->n; i++) {
 			msg[0] = i;
 			CHECK(shmring_send(pr, msg, 8));
-			if (rtt_recv(b, c, in, &len))
+			if (rtt_recv(b, s, c, in, &len))
 				return -1;
 			if (len != 8 || in[0] != i)
 				return fail(b, "pong %llu for ping %llu", (unsigned long long)in[0],
@@ -248,7 +262,7 @@ static int rtt_role(struct bench *b, struct sr *s, int role)
 		tput_done(b, 0, p->n);
 	} else {
 		for (uint64_t i = 0; i < p->n; i++) {
-			if (rtt_recv(b, c, in, &len))
+			if (rtt_recv(b, s, c, in, &len))
 				return -1;
 			CHECK(shmring_send(pr, in, len));
 		}
@@ -273,13 +287,13 @@ static int wake_role(struct bench *b, struct sr *s, int role)
 		attached(b);
 		uint64_t skip = warm_skip(p->n);
 		for (uint64_t i = 0; i < p->n; i++) {
-			if (rtt_recv(b, c, in, &len))
+			if (rtt_recv(b, s, c, in, &len))
 				return -1;
 			uint64_t t = ticks();
 			if (i >= skip)
 				sample_add(t - in[1]);
 			for (unsigned j = 1; j < p->batch; j++)
-				if (rtt_recv(b, c, in, &len))
+				if (rtt_recv(b, s, c, in, &len))
 					return -1;
 			atomic_store(&b->seen, i + 1);
 		}
@@ -334,6 +348,17 @@ struct mech mech_shmring = {
 	.caps = C_TPUT | C_ZC | C_BATCH | C_RTT_SPIN | C_RTT_SLEEP | C_WAKE | C_FANOUT | C_GROUP,
 	.depth = sr_depth,
 	.setup = sr_setup,
+	.child = sr_child,
+	.teardown = sr_teardown,
+};
+
+/* The polling round trip through the caller's loop around shmring_recv(),
+ * beside shmring's, which spins inside shmring_recv_wait(). */
+struct mech mech_shmring_poll = {
+	.name = "shmring-poll",
+	.caps = C_RTT_SPIN,
+	.depth = sr_depth,
+	.setup = sr_setup_poll,
 	.child = sr_child,
 	.teardown = sr_teardown,
 };

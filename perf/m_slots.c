@@ -122,8 +122,9 @@ static void put(const struct qops *o, void *q, const uint32_t *v, unsigned n)
 			relax();
 }
 
-/* At least one, at most n. */
-static unsigned take(const struct qops *o, void *q, uint32_t *v, unsigned n)
+/* At least one, at most n; polls as poll_relax(p) says. */
+static unsigned take(const struct params *p, const struct qops *o, void *q, uint32_t *v,
+		     unsigned n)
 {
 	for (;;) {
 		unsigned k = 0;
@@ -133,7 +134,7 @@ static unsigned take(const struct qops *o, void *q, uint32_t *v, unsigned n)
 			k = o->deq(q, v) ? 0 : 1;
 		if (k)
 			return k;
-		relax();
+		poll_relax(p);
 	}
 }
 
@@ -153,7 +154,7 @@ static int pool_child(struct bench *b, void *priv, int role)
 			uint32_t x, y = (i & 31) + 1;
 			if (role == 0) {
 				put(o, pl->q[0], &y, 1);
-				take(o, pl->q[1], &x, 1);
+				take(p, o, pl->q[1], &x, 1);
 				if (x != y)
 					return fail(b, "pong %u for ping %u", x, y);
 				uint64_t t2 = ticks();
@@ -161,7 +162,7 @@ static int pool_child(struct bench *b, void *priv, int role)
 					sample_add(t2 - t);
 				t = t2;
 			} else {
-				take(o, pl->q[0], &x, 1);
+				take(p, o, pl->q[0], &x, 1);
 				put(o, pl->q[1], &x, 1);
 			}
 		}
@@ -184,7 +185,7 @@ static int pool_child(struct bench *b, void *priv, int role)
 			unsigned k = p->n - seq < batch ? (unsigned)(p->n - seq) : batch;
 			/* k free slots, filled, then published together. */
 			for (unsigned got = 0; got < k;)
-				got += take(o, pl->q[1], v + got, k - got);
+				got += take(p, o, pl->q[1], v + got, k - got);
 			for (unsigned j = 0; j < k; j++) {
 				char *d = pl->slots + (size_t)(v[j] - 1) * size;
 				memcpy(d, src, size);
@@ -205,7 +206,7 @@ static int pool_child(struct bench *b, void *priv, int role)
 	tput_warm_init(b, &tm);
 	attached(b);
 	for (uint64_t seq = 0; seq < p->n;) {
-		unsigned k = take(o, pl->q[0], v, batch);
+		unsigned k = take(p, o, pl->q[0], v, batch);
 		for (unsigned j = 0; j < k; j++) {
 			if (v[j] < 1 || v[j] > pl->depth)
 				return fail(b, "bad slot index %u", v[j]);

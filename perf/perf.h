@@ -113,6 +113,9 @@ struct params {
 	uint64_t depth;     /* messages the mechanism holds (0: its default) */
 	uint64_t ring_bytes;/* libshmring capacity for this case */
 	int count_syscalls; /* count system calls in the timed loop */
+	unsigned npause;    /* K_RTT polling: pauses between the polls of the
+	                     * harness's own loops (0 counts as 1); main.c sets
+	                     * the count that gave the fastest bare cache line */
 };
 
 #define MAX_ROLES 17
@@ -164,7 +167,7 @@ struct mech {
 	void (*teardown)(struct bench *b, void *priv);
 };
 
-extern struct mech mech_shmring, mech_cacheline, mech_futex, mech_memcpy, mech_bare,
+extern struct mech mech_shmring, mech_shmring_poll, mech_cacheline, mech_futex, mech_memcpy, mech_bare,
 	mech_bare_ro, mech_pipe, mech_socketpair, mech_mq, mech_ck, mech_rte, mech_iox, mech_urcu,
 	mech_ck_bcast, mech_ck_group;
 
@@ -195,6 +198,14 @@ static inline void relax(void)
 #else
 	atomic_signal_fence(memory_order_seq_cst);
 #endif
+}
+/* Between two empty polls of a loop the harness writes (the floor, the
+ * peers' consumers): p->npause pauses, at least one. */
+static inline void poll_relax(const struct params *p)
+{
+	unsigned n = p->npause ? p->npause : 1;
+	for (unsigned i = 0; i < n; i++)
+		relax();
 }
 /* Busy-waits ns nanoseconds without a system call. */
 void pf_spin_ns(uint64_t ns);

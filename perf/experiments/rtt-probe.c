@@ -12,6 +12,10 @@
  *              the sender writes the record, then the tail (release); the
  *              receiver polls the tail, reads the record, stores the head
  *              (libshmring's readers, ck_ring and rte_ring work so)
+ *   tail+pf    tail+rec, the receiver also prefetching its next record's
+ *              line at every empty poll
+ *   tail+ld    tail+rec, the receiver also loading that line's header at
+ *              every empty poll
  *   rec        the same ring without a tail: the sender writes the payload,
  *              then the header (release) holding the message's sequence
  *              number + 1; the receiver polls the header of its next record,
@@ -36,10 +40,13 @@
  *              of shmring_send()
  *   shm-wait   the same with shmring_recv_wait() (the library's own spin)
  *              instead of shmring_recv() polled
+ *   line-p, tail-p, shm-p
+ *              line, tail+rec and shmring polled with NPAUSE pauses
+ *              (environment, default 4) between polls instead of one
  *
  *   make && cc -O2 -Wall -Wextra -Iinclude -o rtt-probe \
  *       perf/experiments/rtt-probe.c build/libshmring.a
- *   ./rtt-probe [rounds] [round trips per run]
+ *   [NPAUSE=n] ./rtt-probe [rounds] [round trips per run]
  *
  * Prints, per mode, the median over the rounds of each run's median round
  * trip (ns), and its ratio to the line's.  perf/RESULTS.md, "Not done yet".
@@ -84,6 +91,8 @@ struct shared {
 enum {
 	M_LINE,
 	M_TAILREC,
+	M_TAILPF,
+	M_TAILLD,
 	M_REC,
 	M_RECTAIL,
 	M_RECNOHEAD,
@@ -93,14 +102,18 @@ enum {
 	M_SHMPEEK,
 	M_SHMRESV,
 	M_SHMWAIT,
+	M_LINEP,
+	M_TAILP,
+	M_SHMP,
 	NMODES
 };
-static const char *const names[NMODES] = {"line",    "tail+rec", "rec",      "rec+tail",
+static const char *const names[NMODES] = {"line",    "tail+rec", "tail+pf", "tail+ld", "rec",      "rec+tail",
 					  "rec-head", "like-lib", "like-ro", "shmring",
-					  "shm-peek", "shm-resv", "shm-wait"};
-#define LIB(m) ((m) >= M_SHMRING)
+					  "shm-peek", "shm-resv", "shm-wait", "line-p", "tail-p", "shm-p"};
+#define LIB(m) (((m) >= M_SHMRING && (m) <= M_SHMWAIT) || (m) == M_SHMP)
 static volatile uint32_t g_sink; /* keeps the emulated loads */
 static unsigned g_polls;
+static int g_npause = 4, g_np = 1;
 static struct shmring *g_ring[2];
 static struct shmring_producer *g_prod;
 static struct shmring_consumer *g_cons;
@@ -110,6 +123,12 @@ static inline void relax(void)
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #endif
+}
+
+static inline void relaxn(void)
+{
+	for (int i = 0; i < g_np; i++)
+		relax();
 }
 
 static uint64_t now_ns(void)
@@ -141,8 +160,27 @@ static void pin(int cpu)
 	}
 }
 
+/* The -p modes: their base mode, polled with g_npause pauses (g_np). */
+static int base_mode(int mode)
+{
+	g_np = 1;
+	switch (mode) {
+	case M_LINEP:
+		g_np = g_npause;
+		return M_LINE;
+	case M_TAILP:
+		g_np = g_npause;
+		return M_TAILREC;
+	case M_SHMP:
+		g_np = g_npause;
+		return M_SHMRING;
+	}
+	return mode;
+}
+
 static void send(struct way *w, int mode, uint64_t seq)
 {
+	mode = base_mode(mode);
 	struct {
 		_Atomic uint64_t hdr;
 		uint64_t payload;
@@ -167,6 +205,8 @@ static void send(struct way *w, int mode, uint64_t seq)
 		atomic_store_explicit(&w->word, seq + 1, memory_order_release);
 		break;
 	case M_TAILREC:
+	case M_TAILPF:
+	case M_TAILLD:
 		r->payload = seq;
 		atomic_store_explicit(&r->hdr, 8, memory_order_relaxed);
 		atomic_store_explicit(&w->tail, seq + 1, memory_order_release);
@@ -197,6 +237,7 @@ static void send(struct way *w, int mode, uint64_t seq)
 /* Waits for message seq and returns its payload. */
 static uint64_t recv(struct way *w, int mode, uint64_t seq)
 {
+	mode = base_mode(mode);
 	struct {
 		_Atomic uint64_t hdr;
 		uint64_t payload;
@@ -208,7 +249,7 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 	case M_SHMRING:
 	case M_SHMRESV:
 		while ((rc = shmring_recv(g_cons, &v, 8, &len)) == -EAGAIN)
-			relax();
+			relaxn();
 		return rc || len != 8 ? UINT64_MAX : v;
 	case M_SHMWAIT:
 		rc = shmring_recv_wait(g_cons, &v, 8, &len, NULL);
@@ -224,11 +265,27 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 	}
 	case M_LINE:
 		while (atomic_load_explicit(&w->word, memory_order_acquire) != seq + 1)
-			relax();
+			relaxn();
 		return seq;
 	case M_TAILREC:
 		while (atomic_load_explicit(&w->tail, memory_order_acquire) <= seq)
+			relaxn();
+		v = r->payload;
+		atomic_store_explicit(&w->head, seq + 1, memory_order_release);
+		return v;
+	case M_TAILPF:
+		while (atomic_load_explicit(&w->tail, memory_order_acquire) <= seq) {
+			__builtin_prefetch(r, 0, 3);
 			relax();
+		}
+		v = r->payload;
+		atomic_store_explicit(&w->head, seq + 1, memory_order_release);
+		return v;
+	case M_TAILLD:
+		while (atomic_load_explicit(&w->tail, memory_order_acquire) <= seq) {
+			g_sink += (uint32_t)atomic_load_explicit(&r->hdr, memory_order_relaxed);
+			relax();
+		}
 		v = r->payload;
 		atomic_store_explicit(&w->head, seq + 1, memory_order_release);
 		return v;
@@ -248,7 +305,7 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 		return v;
 	default:
 		while (atomic_load_explicit(&r->hdr, memory_order_acquire) != seq + 1)
-			relax();
+			relaxn();
 		v = r->payload;
 		if (mode != M_RECNOHEAD)
 			atomic_store_explicit(&w->head, seq + 1, memory_order_release);
@@ -350,6 +407,8 @@ static int cmp_d(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+	if (getenv("NPAUSE"))
+		g_npause = atoi(getenv("NPAUSE"));
 	int rounds = argc > 1 ? atoi(argv[1]) : 5;
 	uint64_t n = argc > 2 ? strtoull(argv[2], NULL, 10) : 200000;
 	if (rounds < 1 || rounds > 64 || n < 100) {
