@@ -204,7 +204,9 @@ struct result {
 	const char *ratio_to;
 };
 
-static struct result *res;
+/* Each result is allocated on its own: a case being measured keeps a
+ * pointer to its result while other cases add theirs (meas_begin()). */
+static struct result **res;
 static unsigned nres, capres;
 /* Stalls per second of a bare spinning pair: over 20 us, 200 us, 1 ms,
  * 4 ms (the longest adaptive spin, SPIN_MAX_NS in src/internal.h). */
@@ -220,8 +222,12 @@ static struct result *new_result(void)
 			exit(1);
 		}
 	}
-	memset(&res[nres], 0, sizeof(*res));
-	return &res[nres++];
+	res[nres] = calloc(1, sizeof(**res));
+	if (!res[nres]) {
+		perror("calloc");
+		exit(1);
+	}
+	return res[nres++];
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -602,7 +608,7 @@ static struct result *find(const char *scen, const char *mech, size_t size, unsi
 			   int zc, int sleep, unsigned consumers, int group)
 {
 	for (unsigned i = 0; i < nres; i++) {
-		struct result *r = &res[i];
+		struct result *r = res[i];
 		if (r->ok && !strcmp(r->scen, scen) && !strcmp(r->mech, mech) &&
 		    (!size || r->p.size == size) && r->p.batch == batch && r->p.zc == zc &&
 		    r->p.sleep == sleep && r->p.consumers == consumers && r->p.group == group)
@@ -847,7 +853,7 @@ static void scen_syscalls(void)
 		       "over 1 ms %.2f/s, over 4 ms %.2f/s\n", secs, g_stalls[0], g_stalls[1],
 		       g_stalls[2], g_stalls[3]);
 		for (unsigned k = 0; k < nres; k++) {
-			struct result *x = &res[k];
+			struct result *x = res[k];
 			if (!x->ok || strcmp(x->scen, "syscalls") || strcmp(x->mech, "shmring"))
 				continue;
 			/* The case's rate in the throughput scenario, where it
@@ -988,7 +994,7 @@ static void print_copy_floors(void)
 {
 	int head = 0;
 	for (unsigned k = 0; k < nres; k++) {
-		struct result *rw = &res[k];
+		struct result *rw = res[k];
 		if (!rw->ok || strcmp(rw->scen, "throughput") || strcmp(rw->mech, "bare-copy") ||
 		    rw->p.size < 4096)
 			continue;
@@ -1029,7 +1035,7 @@ static void print_targets(void)
 		unsigned apart = 0;
 		d[0] = 0;
 		for (unsigned k = 0; k < nres; k++) {
-			struct result *x = &res[k];
+			struct result *x = res[k];
 			if (!x->ok || strcmp(x->scen, "throughput") || strcmp(x->mech, peers[i]) ||
 			    x->p.size > 4096 || !(x->ratio > 0))
 				continue;
@@ -1080,12 +1086,12 @@ static void print_targets(void)
 	}
 	double sc = NAN, scf = NAN;
 	for (unsigned k = 0; k < nres; k++)
-		if (res[k].ok && !strcmp(res[k].scen, "syscalls") && !strcmp(res[k].mech, "shmring")) {
-			double v = res[k].sys_steady_per_m[0] + res[k].sys_steady_per_m[1];
+		if (res[k]->ok && !strcmp(res[k]->scen, "syscalls") && !strcmp(res[k]->mech, "shmring")) {
+			double v = res[k]->sys_steady_per_m[0] + res[k]->sys_steady_per_m[1];
 			if (isnan(v))
-				v = res[k].sys_per_m[0] + res[k].sys_per_m[1];
+				v = res[k]->sys_per_m[0] + res[k]->sys_per_m[1];
 			if (isnan(sc) || v > sc)
-				sc = v, scf = res[k].sys_floor;
+				sc = v, scf = res[k]->sys_floor;
 		}
 	d[0] = 0;
 	if (!isnan(scf))
@@ -1094,9 +1100,9 @@ static void print_targets(void)
 	       d[0] ? d : NULL);
 	double wk = NAN;
 	for (unsigned k = 0; k < nres; k++)
-		if (res[k].ok && !strcmp(res[k].scen, "wake") && !strcmp(res[k].mech, "shmring") &&
-		    (isnan(wk) || res[k].wakes_per_commit > wk))
-			wk = res[k].wakes_per_commit;
+		if (res[k]->ok && !strcmp(res[k]->scen, "wake") && !strcmp(res[k]->mech, "shmring") &&
+		    (isnan(wk) || res[k]->wakes_per_commit > wk))
+			wk = res[k]->wakes_per_commit;
 	target("system calls per commit, sleeping consumer (worst)", wk, 1, 1, NULL);
 	r = find("rtt", "shmring", 8, 1, 0, 0, 0, 0);
 	struct result *ix = find("rtt", "iceoryx", 8, 1, 0, 0, 0, 0);
@@ -1159,7 +1165,7 @@ static void write_results(void)
 		   "\"seconds_per_rep\": %.3f, \"git\": \"%s\"},\n \"results\": [\n",
 		g_ticks_per_ns, g_cpu[0], g_cpu[1], opt.reps, opt.rep_s, PERF_GIT_REV);
 	for (unsigned i = 0; i < nres; i++) {
-		struct result *r = &res[i];
+		struct result *r = res[i];
 		int lat = r->p.kind == K_RTT || r->p.kind == K_WAKE;
 		double q[5] = {-1, -1, -1, -1, -1};
 		if (lat && r->ok) {
@@ -1227,7 +1233,7 @@ static void write_results(void)
 		   "set xlabel 'latency, ns (log)'\nset ylabel 'fraction of samples at or below'\n"
 		   "set title 'round-trip and wake-up latency distributions'\nplot ", base);
 	for (unsigned i = 0; i < nres; i++) {
-		struct result *r = &res[i];
+		struct result *r = res[i];
 		if (!r->ok || !r->h)
 			continue;
 		uint64_t cum = 0;
@@ -1250,23 +1256,23 @@ static void write_results(void)
 		   "set title 'throughput, 1 producer -> 1 consumer'\nplot ", base);
 	unsigned first = 1;
 	for (unsigned i = 0; i < nres; i++) {
-		struct result *r = &res[i];
+		struct result *r = res[i];
 		if (!r->ok || strcmp(r->scen, "throughput"))
 			continue;
 		int seen = 0;
 		for (unsigned k = 0; k < i && !seen; k++)
-			seen = res[k].ok && !strcmp(res[k].scen, "throughput") &&
-			       !strcmp(res[k].mech, r->mech) && res[k].p.batch == r->p.batch &&
-			       res[k].p.zc == r->p.zc;
+			seen = res[k]->ok && !strcmp(res[k]->scen, "throughput") &&
+			       !strcmp(res[k]->mech, r->mech) && res[k]->p.batch == r->p.batch &&
+			       res[k]->p.zc == r->p.zc;
 		if (seen)
 			continue;
 		fprintf(d, "# throughput %s batch %u %s\n", r->mech, r->p.batch, mode_of(&r->p));
 		for (unsigned k = i; k < nres; k++)
-			if (res[k].ok && !strcmp(res[k].scen, "throughput") &&
-			    !strcmp(res[k].mech, r->mech) && res[k].p.batch == r->p.batch &&
-			    res[k].p.zc == r->p.zc)
-				fprintf(d, "%zu %.3f\n", res[k].p.size,
-					res[k].med * (double)res[k].p.size / 1e6);
+			if (res[k]->ok && !strcmp(res[k]->scen, "throughput") &&
+			    !strcmp(res[k]->mech, r->mech) && res[k]->p.batch == r->p.batch &&
+			    res[k]->p.zc == r->p.zc)
+				fprintf(d, "%zu %.3f\n", res[k]->p.size,
+					res[k]->med * (double)res[k]->p.size / 1e6);
 		fprintf(d, "\n\n");
 		fprintf(g, "%s'%s-plot.dat' index %u with linespoints title '%s b%u %s'",
 			first ? "" : ", ", base, idx, r->mech, r->p.batch, mode_of(&r->p));
@@ -1319,7 +1325,7 @@ int main(int argc, char **argv)
 	write_results();
 	int bad = 0;
 	for (unsigned i = 0; i < nres; i++)
-		bad += !res[i].ok && strncmp(res[i].note, "skipped: ", 9);
+		bad += !res[i]->ok && strncmp(res[i]->note, "skipped: ", 9);
 	printf("\nwhole run: %.0f s, %u cases, %d failed\n", (double)(pf_now_ns() - start) / 1e9,
 	       nres, bad);
 	return bad ? 1 : 0;
