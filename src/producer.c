@@ -727,8 +727,8 @@ static int send(struct shmring_producer *p, const void *msg, size_t len,
 		return rc;
 	if (len > COPY_BLOCKS_MIN)
 		copy_large(p, d, msg, len);
-	else if (len)
-		memcpy(d, msg, len);
+	else
+		copy_out(d, msg, len); /* up to 64 bytes inline, no call */
 	commit(p);
 	return 0;
 }

@@ -1447,3 +1447,41 @@ Test(corrupt_pad, published_last_is_eproto, .timeout = 10)
 	cr_assert_eq(shmring_consumer_close(g), 0);
 	cr_assert_eq(shmring_close(r), 0);
 }
+
+/* A record whose length reaches past the tail, though it fits the
+ * caller's buffer: -EPROTO from every receive, in the one-message fast
+ * path too, and nothing past the tail is copied. */
+Test(corrupt_pad, length_past_tail_is_eproto, .timeout = 10)
+{
+	struct shmring_opts o = test_opts(4096, 4);
+	struct shmring *r = NULL;
+	cr_assert_eq(shmring_create_anon("test_len", &o, &r), 0);
+	struct shmring_consumer *c = NULL;
+	cr_assert_eq(shmring_consumer_open(r, SHMRING_START_OLDEST, &c), 0);
+	struct shmring_producer *p = NULL;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	uint8_t msg[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+	cr_assert_eq(shmring_send(p, msg, sizeof(msg)), 0);
+	/* 16 bytes published; the header now claims 40 bytes of payload. */
+	struct shm_rec bad = {.len = 40, .seq = 0};
+	memcpy(p->data, &bad, sizeof(bad));
+
+	uint8_t buf[64];
+	memset(buf, 0xa5, sizeof(buf));
+	size_t len = 0;
+	cr_assert_eq(shmring_recv(c, buf, sizeof(buf), &len), -EPROTO);
+	cr_assert_eq(shmring_recv_wait(c, buf, sizeof(buf), &len, NULL), -EPROTO);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], 0xa5, "byte %zu of the buffer written", i);
+
+	/* Made right again, it reads as the message it was. */
+	struct shm_rec ok = {.len = sizeof(msg), .seq = 0};
+	memcpy(p->data, &ok, sizeof(ok));
+	cr_assert_eq(shmring_recv(c, buf, sizeof(buf), &len), 0);
+	cr_assert(len == sizeof(msg) && memcmp(buf, msg, len) == 0);
+
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
+
