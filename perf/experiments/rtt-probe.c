@@ -46,7 +46,7 @@
  *
  *   make && cc -O2 -Wall -Wextra -Iinclude -o rtt-probe \
  *       perf/experiments/rtt-probe.c build/libshmring.a
- *   [NPAUSE=n] ./rtt-probe [rounds] [round trips per run]
+ *   [NPAUSE=n] [MODES=line-p,shm-wait,...] ./rtt-probe [rounds] [round trips per run]
  *
  * Prints, per mode, the median over the rounds of each run's median round
  * trip (ns), and its ratio to the line's.  perf/RESULTS.md, "Not done yet".
@@ -399,6 +399,20 @@ static double run(int mode, uint64_t n)
 	return med;
 }
 
+/* MODES (environment): the modes to run, by name, comma-separated; the
+ * line always runs (it is the ratios' base).  Default: all. */
+static int wanted(int m)
+{
+	const char *w = getenv("MODES");
+	if (!w || m == M_LINE)
+		return 1;
+	size_t l = strlen(names[m]);
+	for (const char *s = w; (s = strstr(s, names[m])); s += l)
+		if ((s == w || s[-1] == ',') && (s[l] == 0 || s[l] == ','))
+			return 1;
+	return 0;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -419,17 +433,24 @@ int main(int argc, char **argv)
 	for (int r = 0; r < rounds; r++) {
 		for (int k = 0; k < NMODES; k++) {
 			int m = (r + k) % NMODES;
+			if (!wanted(m)) {
+				v[m][r] = 0;
+				continue;
+			}
 			v[m][r] = run(m, n);
 			if (v[m][r] < 0)
 				return 1;
 		}
 		printf("round %d:", r + 1);
 		for (int m = 0; m < NMODES; m++)
-			printf(" %s %.0f", names[m], v[m][r]);
+			if (wanted(m))
+				printf(" %s %.0f", names[m], v[m][r]);
 		printf("\n");
 	}
 	double base = 0;
 	for (int m = 0; m < NMODES; m++) {
+		if (!wanted(m))
+			continue;
 		qsort(v[m], (size_t)rounds, sizeof(double), cmp_d);
 		double med = v[m][rounds / 2];
 		if (m == 0)
