@@ -40,8 +40,9 @@
  *              of shmring_send()
  *   shm-wait   the same with shmring_recv_wait() (the library's own spin)
  *              instead of shmring_recv() polled
- *   line-p, tail-p, shm-p
- *              line, tail+rec and shmring polled with NPAUSE pauses
+ *   line-p, tail-p, shm-p, rec-p, tailpf-p, tailld-p
+ *              line, tail+rec, shmring, rec, tail+pf and tail+ld polled
+ *              with NPAUSE pauses
  *              (environment, default 4) between polls instead of one
  *
  *   make && cc -O2 -Wall -Wextra -Iinclude -o rtt-probe \
@@ -105,11 +106,14 @@ enum {
 	M_LINEP,
 	M_TAILP,
 	M_SHMP,
+	M_RECP,
+	M_TAILPFP,
+	M_TAILLDP,
 	NMODES
 };
 static const char *const names[NMODES] = {"line",    "tail+rec", "tail+pf", "tail+ld", "rec",      "rec+tail",
 					  "rec-head", "like-lib", "like-ro", "shmring",
-					  "shm-peek", "shm-resv", "shm-wait", "line-p", "tail-p", "shm-p"};
+					  "shm-peek", "shm-resv", "shm-wait", "line-p", "tail-p", "shm-p", "rec-p", "tailpf-p", "tailld-p"};
 #define LIB(m) (((m) >= M_SHMRING && (m) <= M_SHMWAIT) || (m) == M_SHMP)
 static volatile uint32_t g_sink; /* keeps the emulated loads */
 static unsigned g_polls;
@@ -174,6 +178,15 @@ static int base_mode(int mode)
 	case M_SHMP:
 		g_np = g_npause;
 		return M_SHMRING;
+	case M_RECP:
+		g_np = g_npause;
+		return M_REC;
+	case M_TAILPFP:
+		g_np = g_npause;
+		return M_TAILPF;
+	case M_TAILLDP:
+		g_np = g_npause;
+		return M_TAILLD;
 	}
 	return mode;
 }
@@ -276,7 +289,7 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 	case M_TAILPF:
 		while (atomic_load_explicit(&w->tail, memory_order_acquire) <= seq) {
 			__builtin_prefetch(r, 0, 3);
-			relax();
+			relaxn();
 		}
 		v = r->payload;
 		atomic_store_explicit(&w->head, seq + 1, memory_order_release);
@@ -284,7 +297,7 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 	case M_TAILLD:
 		while (atomic_load_explicit(&w->tail, memory_order_acquire) <= seq) {
 			g_sink += (uint32_t)atomic_load_explicit(&r->hdr, memory_order_relaxed);
-			relax();
+			relaxn();
 		}
 		v = r->payload;
 		atomic_store_explicit(&w->head, seq + 1, memory_order_release);
