@@ -287,16 +287,13 @@ static uint64_t recv(struct way *w, int mode, uint64_t seq)
 		atomic_store_explicit(&w->head, seq + 1, memory_order_release);
 		return v;
 	case M_TAILPF:
+	case M_TAILLD: /* touching the record's line at every empty poll */
 		while (atomic_load_explicit(&w->tail, memory_order_acquire) <= seq) {
-			__builtin_prefetch(r, 0, 3);
-			relaxn();
-		}
-		v = r->payload;
-		atomic_store_explicit(&w->head, seq + 1, memory_order_release);
-		return v;
-	case M_TAILLD:
-		while (atomic_load_explicit(&w->tail, memory_order_acquire) <= seq) {
-			g_sink += (uint32_t)atomic_load_explicit(&r->hdr, memory_order_relaxed);
+			if (mode == M_TAILPF)
+				__builtin_prefetch(r, 0, 3);
+			else
+				g_sink += (uint32_t)atomic_load_explicit(&r->hdr,
+									 memory_order_relaxed);
 			relaxn();
 		}
 		v = r->payload;
