@@ -43,8 +43,9 @@ static struct {
 enum { S_TPUT = 1, S_RTT = 2, S_WAKE = 4, S_FANOUT = 8, S_SYSCALLS = 16 };
 
 static struct mech *mechs[] = {
-	&mech_shmring, &mech_shmring_poll, &mech_cacheline, &mech_futex, &mech_memcpy, &mech_bare, &mech_bare_ro,
-	&mech_pipe, &mech_socketpair, &mech_mq, &mech_ck, &mech_rte, &mech_iox, &mech_urcu,
+	&mech_shmring, &mech_shmring_poll, &mech_cacheline, &mech_futex, &mech_memcpy,
+	&mech_bare, &mech_bare_ro, &mech_pipe, &mech_socketpair, &mech_mq, &mech_ck,
+	&mech_rte, &mech_iox, &mech_urcu,
 };
 #define NMECH (sizeof(mechs) / sizeof(mechs[0]))
 
