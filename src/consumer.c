@@ -566,7 +566,7 @@ static int peek_one(struct shmring_consumer *c, const void **data, size_t *len,
  * receive in one thread took 266 instructions instead of 383
  * (perf/RESULTS.md, change 26).  Returns 1 if it took a record, 0
  * for the general path (nothing published, a pad, a record that does not
- * fit, or any other case); it changes nothing then.
+ * fit, or any other case), having changed at most the cached tail.
  */
 static inline int recv_quick(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len)
 {
