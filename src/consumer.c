@@ -522,44 +522,10 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 	return (int)k;
 }
 
-/* A batch read, copying (recv) or in place (peek); non-blocking, or waiting
- * until `deadline` when `wait`. */
-static int read_batch(struct shmring_consumer *c, void *buf, size_t buflen,
-		      struct shmring_msg *msgs, unsigned max, int copy,
-		      const struct timespec *deadline, int wait)
-{
-	for (;;) {
-		int rc = copy ? recv_batch(c, buf, buflen, msgs, max) : peek_batch(c, msgs, max);
-		if (rc != -EAGAIN || !wait)
-			return rc;
-		/* Also bounds a loop where the wait sees data that the read
-		 * cannot take yet (an overwrite snapshot in progress). */
-		if (deadline_passed(deadline))
-			return -ETIMEDOUT;
-		rc = wait_for_data(c, deadline);
-		if (rc)
-			return rc;
-	}
-}
-
-/* One message through the batch functions: peek (wait) or recv (wait). */
-static int peek_one(struct shmring_consumer *c, const void **data, size_t *len,
-		    const struct timespec *deadline, int wait)
-{
-	struct shmring_msg m;
-	ENTER(c);
-	int rc = read_batch(c, NULL, 0, &m, 1, 0, deadline, wait);
-	leave_consumer(c);
-	if (rc < 0)
-		return rc;
-	*data = m.data;
-	*len = m.len;
-	return 0;
-}
-
 /*
- * recv_one()'s common case, inline: a broadcast consumer of a ring that is
- * not OVERWRITE, with nothing peeked, whose next record is published (by
+ * The common case of a one-message receive (read_batch(), copying, max 1,
+ * before and after each wait), inline: a broadcast consumer of a ring that
+ * is not OVERWRITE, with nothing peeked, whose next record is published (by
  * the cached tail, or by the tail loaded once here) and fits `buf`.  Copies
  * it out and releases it, as recv_batch() and release() would for one
  * message, without their loop, batch array and calls: an 8-byte send and
@@ -597,15 +563,51 @@ static inline int recv_quick(struct shmring_consumer *c, void *buf, size_t bufle
 	return 1;
 }
 
+/* A batch read, copying (recv) or in place (peek); non-blocking, or waiting
+ * until `deadline` when `wait`. */
+static int read_batch(struct shmring_consumer *c, void *buf, size_t buflen,
+		      struct shmring_msg *msgs, unsigned max, int copy,
+		      const struct timespec *deadline, int wait)
+{
+	for (;;) {
+		int rc;
+		if (copy && max == 1 && recv_quick(c, buf, buflen, &msgs[0].len)) {
+			msgs[0].data = buf;
+			return 1;
+		}
+		rc = copy ? recv_batch(c, buf, buflen, msgs, max) : peek_batch(c, msgs, max);
+		if (rc != -EAGAIN || !wait)
+			return rc;
+		/* Also bounds a loop where the wait sees data that the read
+		 * cannot take yet (an overwrite snapshot in progress). */
+		if (deadline_passed(deadline))
+			return -ETIMEDOUT;
+		rc = wait_for_data(c, deadline);
+		if (rc)
+			return rc;
+	}
+}
+
+/* One message through the batch functions: peek (wait) or recv (wait). */
+static int peek_one(struct shmring_consumer *c, const void **data, size_t *len,
+		    const struct timespec *deadline, int wait)
+{
+	struct shmring_msg m;
+	ENTER(c);
+	int rc = read_batch(c, NULL, 0, &m, 1, 0, deadline, wait);
+	leave_consumer(c);
+	if (rc < 0)
+		return rc;
+	*data = m.data;
+	*len = m.len;
+	return 0;
+}
+
 static int recv_one(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len,
 		    const struct timespec *deadline, int wait)
 {
 	struct shmring_msg m;
 	ENTER(c);
-	if (recv_quick(c, buf, buflen, len)) {
-		leave_consumer(c);
-		return 0;
-	}
 	int rc = read_batch(c, buf, buflen, &m, 1, 1, deadline, wait);
 	leave_consumer(c);
 	if (rc < 0 && rc != -EMSGSIZE)
