@@ -523,9 +523,9 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 }
 
 /*
- * The common case of a one-message receive (read_batch(), copying, max 1,
- * before and after each wait), inline: a broadcast consumer of a ring that
- * is not OVERWRITE, with nothing peeked, whose next record is published (by
+ * The common case of a one-message receive (recv_one(), and read_batch()
+ * after each wait), inline: a broadcast consumer of a ring that is not
+ * OVERWRITE, with nothing peeked, whose next record is published (by
  * the cached tail, or by the tail loaded once here) and fits `buf`.  Copies
  * it out and releases it, as recv_batch() and release() would for one
  * message, without their loop, batch array and calls: an 8-byte send and
@@ -569,9 +569,10 @@ static int read_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 		      struct shmring_msg *msgs, unsigned max, int copy,
 		      const struct timespec *deadline, int wait)
 {
-	for (;;) {
+	for (int waited = 0;; waited = 1) {
 		int rc;
-		if (copy && max == 1 && recv_quick(c, buf, buflen, &msgs[0].len)) {
+		/* recv_one() tried the fast path before the first wait. */
+		if (waited && copy && max == 1 && recv_quick(c, buf, buflen, &msgs[0].len)) {
 			msgs[0].data = buf;
 			return 1;
 		}
@@ -608,6 +609,10 @@ static int recv_one(struct shmring_consumer *c, void *buf, size_t buflen, size_t
 {
 	struct shmring_msg m;
 	ENTER(c);
+	if (recv_quick(c, buf, buflen, len)) {
+		leave_consumer(c);
+		return 0;
+	}
 	int rc = read_batch(c, buf, buflen, &m, 1, 1, deadline, wait);
 	leave_consumer(c);
 	if (rc < 0 && rc != -EMSGSIZE)
