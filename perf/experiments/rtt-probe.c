@@ -70,6 +70,11 @@
 
 #define NREC 4096u /* 16-byte records: 64 KiB a way */
 
+struct rec {
+	_Atomic uint64_t hdr;
+	uint64_t payload;
+};
+
 struct way {
 	_Atomic uint64_t tail __attribute__((aligned(128)));
 	_Atomic uint64_t count;
@@ -78,10 +83,7 @@ struct way {
 	_Atomic uint64_t word __attribute__((aligned(128)));
 	/* The receiver's page: what it writes. */
 	_Atomic uint64_t head __attribute__((aligned(4096)));
-	struct {
-		_Atomic uint64_t hdr;
-		uint64_t payload;
-	} rec[NREC] __attribute__((aligned(4096)));
+	struct rec rec[NREC] __attribute__((aligned(4096)));
 };
 
 struct shared {
@@ -167,37 +169,22 @@ static void pin(int cpu)
 /* The -p modes: their base mode, polled with g_npause pauses (g_np). */
 static int base_mode(int mode)
 {
+	static const int paced[][2] = {{M_LINEP, M_LINE},     {M_TAILP, M_TAILREC},
+				       {M_SHMP, M_SHMRING},   {M_RECP, M_REC},
+				       {M_TAILPFP, M_TAILPF}, {M_TAILLDP, M_TAILLD}};
 	g_np = 1;
-	switch (mode) {
-	case M_LINEP:
-		g_np = g_npause;
-		return M_LINE;
-	case M_TAILP:
-		g_np = g_npause;
-		return M_TAILREC;
-	case M_SHMP:
-		g_np = g_npause;
-		return M_SHMRING;
-	case M_RECP:
-		g_np = g_npause;
-		return M_REC;
-	case M_TAILPFP:
-		g_np = g_npause;
-		return M_TAILPF;
-	case M_TAILLDP:
-		g_np = g_npause;
-		return M_TAILLD;
-	}
+	for (size_t i = 0; i < sizeof(paced) / sizeof(paced[0]); i++)
+		if (paced[i][0] == mode) {
+			g_np = g_npause;
+			return paced[i][1];
+		}
 	return mode;
 }
 
 static void send(struct way *w, int mode, uint64_t seq)
 {
 	mode = base_mode(mode);
-	struct {
-		_Atomic uint64_t hdr;
-		uint64_t payload;
-	} *r = (void *)&w->rec[seq % NREC];
+	struct rec *r = &w->rec[seq % NREC];
 	switch (mode) {
 	case M_SHMRING:
 	case M_SHMPEEK:
@@ -251,10 +238,7 @@ static void send(struct way *w, int mode, uint64_t seq)
 static uint64_t recv(struct way *w, int mode, uint64_t seq)
 {
 	mode = base_mode(mode);
-	struct {
-		_Atomic uint64_t hdr;
-		uint64_t payload;
-	} *r = (void *)&w->rec[seq % NREC];
+	struct rec *r = &w->rec[seq % NREC];
 	uint64_t v;
 	size_t len;
 	int rc;
