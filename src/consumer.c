@@ -440,6 +440,8 @@ static inline int release(struct shmring_consumer *c)
 				return rc;
 		}
 	}
+	/* recv_quick() repeats this for one record of a BLOCK ring: sharing
+	 * it through a helper cost a one-thread send and receive 1.3 ns. */
 	c->npeeked = 0;
 	c->cpos = c->rpos;
 	c->cseq = c->seq;
