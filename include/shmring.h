@@ -563,8 +563,8 @@ SHMRING_API int shmring_recv(struct shmring_consumer *consumer, void *buf,
 /* Like shmring_recv() but waits for a message until `deadline`
  * (-ETIMEDOUT): spins (shmring_set_spin()), then sleeps.  A consumer that
  * spins for low latency should spin here, not in a loop of its own around
- * shmring_recv(), which polled the producer's line too often and ran
- * round trips up to twice as long (shmring_recv(3)). */
+ * shmring_recv(): such a loop polls the producer's line too often, and its
+ * round trips took up to twice as long (shmring_recv(3)). */
 SHMRING_API int shmring_recv_wait(struct shmring_consumer *consumer, void *buf,
 				  size_t buflen, size_t *len,
 				  const struct timespec *deadline);

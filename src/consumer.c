@@ -573,7 +573,8 @@ static int read_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 {
 	for (int waited = 0;; waited = 1) {
 		int rc;
-		/* recv_one() tried the fast path before the first wait. */
+		/* Before the first wait, recv_one() has tried the fast path;
+		 * shmring_recv_batch() goes the general way. */
 		if (waited && copy && max == 1 && recv_quick(c, buf, buflen, &msgs[0].len)) {
 			msgs[0].data = buf;
 			return 1;
