@@ -147,6 +147,7 @@ static struct shmring_consumer *consumer_new(struct shmring *r)
 	c->mask = r->g.capacity - 1;
 	c->max_message = r->g.max_message;
 	c->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
+	c->inline_small = r->inline_small;
 	spin_init(&c->spin);
 	asym_register();
 	c->lockfd = live_open(r);
@@ -525,6 +526,37 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
 }
 
 /*
+ * The copy in line 0 of a BLOCK ring (layout.h), if it is of the record at
+ * the read position, which is published (avail bytes from it) and fits
+ * `buf`: copies its payload to `buf` and returns 1 with its length in *n.
+ * Else 0, having written nothing: the record is read from the data area.
+ */
+static inline __attribute__((always_inline)) int
+copy_from_line(const struct shmring_consumer *c, void *buf, size_t buflen, uint64_t avail,
+	       uint32_t *n)
+{
+	struct shm_prod *prod = c->prod;
+	/* Pairs with store_release(istart) in copy_to_line(). */
+	if (load_acquire(&prod->istart) != c->rpos)
+		return 0;
+	uint32_t len = load_relaxed(&prod->ilen);
+	if (len > INLINE_MAX || len > buflen || SHMRING_RECORD_SIZE(len) > avail || avail > c->cap)
+		return 0;
+	uint64_t w[INLINE_MAX / 8];
+	for (uint32_t i = 0; i < (len + 7) / 8; i++)
+		w[i] = load_relaxed(&prod->ipay[i]);
+	/* The payload, then istart again: pairs with the fence after
+	 * copy_to_line()'s first store, so that a copy overwritten while we
+	 * read it shows as istart moved. */
+	fence_acquire();
+	if (load_relaxed(&prod->istart) != c->rpos)
+		return 0;
+	copy_out(buf, w, len);
+	*n = len;
+	return 1;
+}
+
+/*
  * The common case of a one-message receive (recv_one(), and read_batch()
  * after each wait), inline: a broadcast consumer of a ring that is not
  * OVERWRITE, with nothing peeked, whose next record is published (by
@@ -532,27 +564,36 @@ static int recv_batch(struct shmring_consumer *c, void *buf, size_t buflen,
  * it out and releases it, as recv_batch() and release() would for one
  * message, without their loop, batch array and calls: an 8-byte send and
  * receive in one thread took 266 instructions instead of 383
- * (perf/RESULTS.md, change 26).  Returns 1 if it took a record, 0
+ * (perf/RESULTS.md, change 26).  In a ring with SHMRING_INLINE_SMALL,
+ * the tail loaded here may come with a copy of the record in its line
+ * (copy_from_line()).  Returns 1 if it took a record, 0
  * for the general path (nothing published, a pad, a record that does not
  * fit, or any other case), having changed at most the cached tail.
  */
-static inline int recv_quick(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len)
+static inline __attribute__((always_inline)) int
+recv_quick(struct shmring_consumer *c, void *buf, size_t buflen, size_t *len)
 {
 	if (c->grp || c->overwrite || c->npeeked)
 		return 0;
 	uint64_t avail = c->cached_tail - c->rpos;
+	uint32_t n;
 	if (!avail) {
 		/* Pairs with store_release(tail) in the producer's commit(). */
 		c->cached_tail = load_acquire(&c->prod->tail);
 		avail = c->cached_tail - c->rpos;
 		if (!avail)
 			return 0;
+		/* Just loaded, so the tail's line is here: the record may be
+		 * too (layout.h). */
+		if (c->inline_small && copy_from_line(c, buf, buflen, avail, &n))
+			goto took;
 	}
 	const struct shm_rec *rec = (const struct shm_rec *)(c->data + (c->rpos & c->mask));
-	uint32_t n = *(const volatile uint32_t *)&rec->len; /* read once */
+	n = *(const volatile uint32_t *)&rec->len; /* read once */
 	if (!record_fits(c, n, avail) || n > buflen)
 		return 0;
 	copy_out(buf, rec + 1, n);
+took:
 	c->rpos += SHMRING_RECORD_SIZE(n);
 	c->seq++;
 	c->cpos = c->rpos;

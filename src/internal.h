@@ -172,6 +172,7 @@ struct shmring {
 	size_t map_len;
 	struct shm_geom g;
 	uint32_t policy;
+	int inline_small;       /* SHMRING_INLINE_SMALL (layout.h, istart) */
 	_Atomic uint64_t spin_ns;
 	_Atomic int spin_fixed; /* shmring_set_spin() was called: no adapting */
 	_Atomic int eintr;      /* shmring_set_eintr() */
@@ -198,6 +199,8 @@ struct shmring_producer {
 	                         * may be overwritten (cached minimum) */
 	int shut;
 	int overwrite;          /* policy OVERWRITE: never wait, move head */
+	int inline_small;       /* SHMRING_INLINE_SMALL: send() copies small
+	                         * messages into line 0 too (layout.h) */
 	uint64_t seq;           /* sequence number of the next record reserved
 	                         * (seq - tail_seq: reserved, not committed) */
 	uint64_t tail_seq;      /* sequence number of the next record committed */
@@ -227,6 +230,8 @@ struct shmring_consumer {
 	uint64_t mask, cap;
 	uint32_t max_message;
 	int overwrite;          /* policy OVERWRITE: validate after reading */
+	int inline_small;       /* SHMRING_INLINE_SMALL: look for the copy of
+	                         * a small message in line 0 (layout.h) */
 	uint64_t rpos;          /* broadcast: next record to peek */
 	uint64_t cpos;          /* broadcast: released position (slot->pos) */
 	uint64_t cached_tail;   /* last tail seen; reloaded only when needed */

@@ -20,9 +20,10 @@
 #include <stdint.h>
 
 #include "atomics.h"
+#include "shmring.h" /* SHMRING_INLINE_MAX */
 
 #define SHMRING_MAGIC 0x474e49524d485321ull /* "!SHMRING" little-endian */
-#define SHMRING_LAYOUT_VERSION 6u
+#define SHMRING_LAYOUT_VERSION 7u
 #define SLOT_SIZE 128u
 #define LINE 128u /* a cache line pair: no adjacent-line prefetch sharing */
 
@@ -71,17 +72,46 @@ _Static_assert(sizeof(struct shm_header) == 88, "layout");
  * ver % 4 == 1 while head and head_seq change, 3 while tail_seq and tail do.
  * A producer that takes over from one killed mid-update thus knows which
  * sequence number to count again from the records (producer.c).
+ *
+ * In a BLOCK ring the same bytes hold instead a copy of the last small
+ * message that shmring_send() published alone, if the ring was created
+ * with SHMRING_INLINE_SMALL (layout 7; header flags): `istart`, the
+ * position of its record; `ilen`, its length (at most INLINE_MAX); and
+ * `ipay`, its payload.  A consumer whose next record starts at `istart`
+ * copies the payload from here, from the line that it loaded the tail
+ * from, and does not fetch the record's line (perf/RESULTS.md, change
+ * 28).  The producer makes `istart` INLINE_NONE, then writes the payload
+ * and the length, then `istart` (release), then the tail: a sequence
+ * counter whose values are positions, which only grow.  A consumer loads
+ * `istart`, the length and the payload, then (acquire fence) `istart`
+ * again, and takes the copy if both loads found its read position.  A
+ * producer that opens the ring makes `istart` INLINE_NONE before its first
+ * commit: a predecessor killed between `istart` and the tail would
+ * otherwise leave a copy of a record that was never published at a
+ * position that the next commit publishes.
  */
+#define INLINE_MAX SHMRING_INLINE_MAX /* payload bytes a copy in line 0 holds */
+#define INLINE_NONE 1u          /* istart: no copy (records are 8-aligned) */
 struct shm_prod {
 	/* line 0 */
 	a64 tail;              /* end of the last published record */
 	a64 tail_seq;          /* messages published so far (overwrite: under ver) */
-	a64 head;              /* overwrite: oldest intact record (under ver) */
-	a64 head_seq;          /* overwrite: sequence number of the record at head */
-	a32 ver;               /* overwrite: snapshot counter, odd while writing:
-	                        * 1 mod 4 head pair, 3 mod 4 tail pair */
-	uint32_t pad0;
-	uint8_t pad1[LINE - 40];
+	union {
+		struct { /* OVERWRITE */
+			a64 head;      /* oldest intact record (under ver) */
+			a64 head_seq;  /* sequence number of the record at head */
+			a32 ver;       /* snapshot counter, odd while writing:
+			                * 1 mod 4 head pair, 3 mod 4 tail pair */
+			uint32_t pad0;
+		};
+		struct { /* BLOCK: the copy of a small message */
+			a64 istart;    /* its record's position, or INLINE_NONE */
+			a32 ilen;      /* its length, at most INLINE_MAX */
+			uint32_t ipad;
+			a64 ipay[INLINE_MAX / 8]; /* its payload */
+		};
+	};
+	uint8_t pad1[LINE - 64];
 	/* line 1: slow-path state */
 	a64 reclaim;           /* block: the producer may overwrite data below this */
 	uint32_t pad_w;        /* was the consumers' futex (layout 2) */
@@ -96,6 +126,10 @@ _Static_assert(offsetof(struct shm_prod, tail_seq) == 8, "layout");
 _Static_assert(offsetof(struct shm_prod, head) == 16, "layout");
 _Static_assert(offsetof(struct shm_prod, head_seq) == 24, "layout");
 _Static_assert(offsetof(struct shm_prod, ver) == 32, "layout");
+_Static_assert(offsetof(struct shm_prod, istart) == 16, "layout");
+_Static_assert(offsetof(struct shm_prod, ilen) == 24, "layout");
+_Static_assert(offsetof(struct shm_prod, ipay) == 32, "layout");
+_Static_assert(offsetof(struct shm_prod, ipay) + INLINE_MAX <= 64, "layout: one cache line");
 _Static_assert(offsetof(struct shm_prod, reclaim) == 128, "layout");
 _Static_assert(offsetof(struct shm_prod, closed) == 140, "layout");
 _Static_assert(offsetof(struct shm_prod, owner) == 144, "layout");

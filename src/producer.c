@@ -209,6 +209,7 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 	p->nslots = r->g.nslots;
 	p->max_message = r->g.max_message;
 	p->overwrite = r->policy == SHMRING_POLICY_OVERWRITE;
+	p->inline_small = r->inline_small;
 	spin_init(&p->spin);
 	asym_register();
 	/* Continue where the previous producer stopped. */
@@ -230,6 +231,11 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
 	refresh_limit(p);
 	p->spin.moved = p->seq; /* repair_snapshot() may have moved it */
+	/* A predecessor killed between storing istart and the tail left a
+	 * copy of a record it never published (layout.h); our commits'
+	 * release of the tail orders this before them. */
+	if (!p->overwrite)
+		store_relaxed(&r->prod->istart, INLINE_NONE);
 	store_release(&r->prod->closed, 0);
 	atomic_fetch_add_explicit(&r->producers, 1, memory_order_relaxed);
 	endpoint_add(r, &p->opener);
@@ -714,6 +720,27 @@ static __attribute__((noinline)) void copy_large(struct shmring_producer *p, voi
 		copy_blocks(d, msg, len);
 }
 
+/*
+ * The copy of a small message in line 0 of a BLOCK ring (layout.h), for the
+ * record at `start` whose payload is at `d`: istart INLINE_NONE, then
+ * (release fence) the payload and length, then istart (release).  The tail,
+ * stored after it, publishes the record itself.  The payload goes in whole
+ * words, read back from the record (padded to 8 bytes, so the last word is
+ * inside it), so that a consumer reading them as this writes them reads
+ * words and not torn bytes.
+ */
+static inline void copy_to_line(struct shm_prod *prod, uint64_t start, const void *d, size_t len)
+{
+	const uint64_t *w = d;
+	store_relaxed(&prod->istart, INLINE_NONE);
+	fence_release(); /* istart, then the payload: pairs with the reader's fence */
+	for (size_t i = 0; i < (len + 7) / 8; i++)
+		store_relaxed(&prod->ipay[i], w[i]);
+	store_relaxed(&prod->ilen, (uint32_t)len);
+	/* Pairs with load_acquire(istart) in copy_from_line(). */
+	store_release(&prod->istart, start);
+}
+
 /* Reserve, copy, commit: with reservations pending (the interrupted code's,
  * if we run in a signal handler) the commit would publish them too. */
 static int send(struct shmring_producer *p, const void *msg, size_t len,
@@ -729,6 +756,10 @@ static int send(struct shmring_producer *p, const void *msg, size_t len,
 		copy_large(p, d, msg, len);
 	else
 		copy_out(d, msg, len); /* up to 64 bytes inline, no call */
+	/* One small record and no pad before it: a copy in line 0. */
+	if (p->inline_small && len <= SHMRING_INLINE_MAX &&
+	    p->rtail - p->tail == SHMRING_RECORD_SIZE(len))
+		copy_to_line(p->prod, p->tail, d, len);
 	commit(p);
 	return 0;
 }

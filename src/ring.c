@@ -90,7 +90,7 @@ static int check_name(const char *name)
 
 struct opts_in {
 	uint64_t capacity;
-	uint32_t nslots, mode, policy;
+	uint32_t nslots, mode, policy, flags;
 };
 
 /* Reads the caller's options, tolerating older (smaller) and newer (larger,
@@ -108,8 +108,11 @@ static int read_opts(const struct shmring_opts *o, struct opts_in *in)
 			if (((const unsigned char *)o)[i])
 				return -EINVAL;
 	}
-	if (z.flags || (z.policy != SHMRING_POLICY_BLOCK && z.policy != SHMRING_POLICY_OVERWRITE))
+	if ((z.flags & ~SHMRING_INLINE_SMALL) ||
+	    (z.policy != SHMRING_POLICY_BLOCK && z.policy != SHMRING_POLICY_OVERWRITE))
 		return -EINVAL;
+	if ((z.flags & SHMRING_INLINE_SMALL) && z.policy != SHMRING_POLICY_BLOCK)
+		return -EINVAL; /* line 0 of an OVERWRITE ring has no room (layout.h) */
 	if (z.mode & ~07777u)
 		return -EINVAL;
 	uint64_t cap = z.capacity ? z.capacity : SHMRING_DEFAULT_CAPACITY;
@@ -126,6 +129,7 @@ static int read_opts(const struct shmring_opts *o, struct opts_in *in)
 		return -EINVAL;
 	in->mode = z.mode ? z.mode : 0600;
 	in->policy = z.policy;
+	in->flags = z.flags;
 	return 0;
 }
 
@@ -154,7 +158,8 @@ static int validate(const struct shm_header *h, uint64_t file_size, struct shm_g
 	if (h->nslots == 0 || h->nslots > SHMRING_MAX_CONSUMERS || h->slot_size != SLOT_SIZE)
 		return -EPROTO;
 	if ((h->policy != SHMRING_POLICY_BLOCK && h->policy != SHMRING_POLICY_OVERWRITE) ||
-	    h->flags != 0)
+	    (h->flags & ~SHMRING_INLINE_SMALL) ||
+	    ((h->flags & SHMRING_INLINE_SMALL) && h->policy != SHMRING_POLICY_BLOCK))
 		return -EPROTO;
 	shm_geometry(g, cap, h->nslots, h->page_size);
 	if (h->prod_off != g->prod_off || h->ctab_off != g->ctab_off ||
@@ -278,6 +283,7 @@ static int attach_fd(int fd, struct shmring **out)
 	r->fd = fd;
 	r->writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
 	r->policy = h.policy;
+	r->inline_small = (h.flags & SHMRING_INLINE_SMALL) != 0;
 	atomic_init(&r->spin_ns, DEFAULT_SPIN_NS);
 	atomic_init(&r->eintr, 0);
 	r->armed = calloc((r->g.nslots + 63) / 64, sizeof(*r->armed));
@@ -303,7 +309,7 @@ fail:
 }
 
 /* Fills a fresh, zeroed object's header and control state; the magic last. */
-static int init_header(int fd, const struct shm_geom *g, uint32_t policy)
+static int init_header(int fd, const struct shm_geom *g, uint32_t policy, uint32_t flags)
 {
 	uint8_t *m = mmap(NULL, g->ctab_off, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
@@ -323,8 +329,10 @@ static int init_header(int fd, const struct shm_geom *g, uint32_t policy)
 	h->slot_size = SLOT_SIZE;
 	h->policy = policy;
 	h->max_message = g->max_message;
-	h->flags = 0;
+	h->flags = flags;
 	h->create_time = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	if (policy == SHMRING_POLICY_BLOCK) /* no copy in line 0 (layout.h) */
+		store_relaxed(&((struct shm_prod *)(m + g->prod_off))->istart, INLINE_NONE);
 	/* Pairs with the opener's load_acquire(magic) in attach_fd(). */
 	store_release(&h->magic, SHMRING_MAGIC);
 	munmap(m, g->ctab_off);
@@ -340,7 +348,7 @@ static int create_common(int fd, const struct opts_in *in, struct shmring **out)
 	int e = posix_fallocate(fd, 0, (off_t)g.total_size);
 	if (e)
 		return e == ENOSPC || e == EFBIG ? -ENOSPC : -e;
-	int rc = init_header(fd, &g, in->policy);
+	int rc = init_header(fd, &g, in->policy, in->flags);
 	if (rc)
 		return rc;
 	int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -405,7 +413,7 @@ SHMRING_API int shmring_create_anon(const char *debug_name, const struct shmring
 	else if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		rc = -errno;
 	else
-		rc = init_header(fd, &g, in.policy);
+		rc = init_header(fd, &g, in.policy, in.flags);
 	if (rc)
 		close(fd);
 	else

@@ -41,23 +41,32 @@
 #include "layout.h"
 
 #define WARM 3 /* messages each child publishes before the traced one */
-#define PAYLOAD 248 /* records of 256 bytes: 16 fill the ring exactly */
+#define BIG 248 /* records of 256 bytes: 16 fill the ring exactly */
 #define RECORDS 16
+#define SMALL 24 /* copied into the tail's line too (layout.h, INLINE_MAX) */
+
+/* The payload size of this run's messages: BIG, or SMALL for the run on a
+ * ring with SHMRING_INLINE_SMALL, whose consumer reads with shmring_recv()
+ * (which takes a small message from the tail's line) and whose next
+ * producer publishes through shmring_reserve() and shmring_commit()
+ * (which write no such copy). */
+static size_t payload = BIG;
+static int small_run;
 
 /* The payload: the test's own message number, then filler. */
 static void fill(unsigned char *buf, uint64_t num)
 {
 	memcpy(buf, &num, sizeof(num));
-	for (size_t i = sizeof(num); i < PAYLOAD; i++)
+	for (size_t i = sizeof(num); i < payload; i++)
 		buf[i] = (unsigned char)(num * 31 + i);
 }
 
 static uint64_t check_payload(const void *data, size_t len)
 {
-	cr_assert_eq(len, PAYLOAD);
+	cr_assert_eq(len, payload);
 	uint64_t num;
 	memcpy(&num, data, sizeof(num));
-	for (size_t i = sizeof(num); i < PAYLOAD; i++)
+	for (size_t i = sizeof(num); i < payload; i++)
 		cr_assert_eq(((const unsigned char *)data)[i], (unsigned char)(num * 31 + i),
 			     "message %llu byte %zu", (unsigned long long)num, i);
 	return num;
@@ -69,19 +78,19 @@ static void child(const char *name, uint64_t first)
 {
 	struct shmring *r;
 	struct shmring_producer *p;
-	unsigned char buf[PAYLOAD];
+	unsigned char buf[BIG];
 	if (shmring_open(name, &r) || shmring_producer_open(r, &p))
 		_exit(10);
 	for (uint64_t i = 0; i < WARM; i++) {
 		fill(buf, first + i);
-		if (shmring_send(p, buf, PAYLOAD) != 0)
+		if (shmring_send(p, buf, payload) != 0)
 			_exit(11);
 	}
 	fill(buf, first + WARM);
 	if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
 		_exit(12);
 	raise(SIGSTOP);
-	int rc = shmring_send(p, buf, PAYLOAD);
+	int rc = shmring_send(p, buf, payload);
 	_exit(rc == 0 ? 0 : 13); /* not reached: killed on return */
 }
 
@@ -165,18 +174,21 @@ static void check_snapshot(struct shmring *r)
 static uint64_t drain(struct shmring_consumer *c, uint64_t *next, uint64_t skippable)
 {
 	const void *data;
+	unsigned char buf[BIG];
 	size_t len;
 	uint64_t n = 0;
 	int rc;
-	while ((rc = shmring_peek(c, &data, &len)) == 0) {
+	while ((rc = small_run ? shmring_recv(c, buf, sizeof(buf), &len)
+			       : shmring_peek(c, &data, &len)) == 0) {
 		n++;
-		uint64_t num = check_payload(data, len);
+		uint64_t num = check_payload(small_run ? buf : data, len);
 		if (num == skippable + 1 && *next == skippable)
 			*next = num; /* the dead child never committed it */
 		cr_assert_eq(num, *next, "read message %llu, expected %llu",
 			     (unsigned long long)num, (unsigned long long)*next);
 		(*next)++;
-		cr_assert_eq(shmring_release(c), 1);
+		if (!small_run)
+			cr_assert_eq(shmring_release(c), 1);
 	}
 	cr_assert(rc == -EAGAIN || rc == -EPIPE, "peek: %s", shmring_strerror(rc));
 	return n;
@@ -203,6 +215,8 @@ static void run(enum shmring_policy policy, int full)
 	test_ring_name(name, sizeof(name));
 	struct shmring_opts o = test_opts(4096, 4);
 	o.policy = policy;
+	if (small_run)
+		o.flags = SHMRING_INLINE_SMALL;
 	struct shmring *r;
 	cr_assert_eq(shmring_create(name, &o, &r), 0);
 	struct shmring_consumer *c, *h = NULL;
@@ -214,10 +228,10 @@ static void run(enum shmring_policy policy, int full)
 		struct shmring_producer *p;
 		cr_assert_eq(shmring_consumer_open(r, 0, &h), 0);
 		cr_assert_eq(shmring_producer_open(r, &p), 0);
-		unsigned char buf[PAYLOAD];
+		unsigned char buf[BIG];
 		for (; num < RECORDS - WARM - 1; num++) {
 			fill(buf, num);
-			cr_assert_eq(shmring_send(p, buf, PAYLOAD), 0);
+			cr_assert_eq(shmring_send(p, buf, payload), 0);
 		}
 		cr_assert_eq(shmring_producer_close(p), 0);
 		total = drain(c, &next, UINT64_MAX - 1);
@@ -261,9 +275,19 @@ static void run(enum shmring_policy policy, int full)
 			cr_assert(n > 0);
 			cr_assert_eq(shmring_consumer_close(old), 0);
 		}
-		unsigned char buf[PAYLOAD];
+		unsigned char buf[BIG];
 		fill(buf, num);
-		cr_assert_eq(shmring_send(p, buf, PAYLOAD), 0);
+		if (small_run) {
+			/* In place: had the takeover left the dead child's copy
+			 * of its traced message in the tail's line, the
+			 * consumer would read that instead of this one. */
+			void *d;
+			cr_assert_eq(shmring_reserve(p, payload, &d), 0);
+			memcpy(d, buf, payload);
+			cr_assert_eq(shmring_commit(p), 1);
+		} else {
+			cr_assert_eq(shmring_send(p, buf, payload), 0);
+		}
 		num++;
 		total += drain(c, &next, first + WARM);
 		cr_assert_eq(next, num, "after %lu steps: read up to %llu of %llu", k,
@@ -284,7 +308,10 @@ static void run(enum shmring_policy policy, int full)
 	cr_assert(steps > 50, "the traced send took only %llu instructions",
 		  (unsigned long long)steps);
 	fprintf(stderr, "killpoint %s: killed at %llu of the %lu instruction boundaries of the send\n",
-		policy == SHMRING_POLICY_OVERWRITE ? "overwrite" : full ? "block, full ring" : "block",
+		policy == SHMRING_POLICY_OVERWRITE ? "overwrite"
+		: full			   ? "block, full ring"
+		: small_run		   ? "block, small messages"
+					   : "block",
 		(unsigned long long)killed, (unsigned long)steps);
 }
 
@@ -301,4 +328,11 @@ Test(killpoint, block_producer_killed_at_every_instruction, .timeout = 600)
 Test(killpoint, block_producer_filling_the_ring_killed_at_every_instruction, .timeout = 600)
 {
 	run(SHMRING_POLICY_BLOCK, 1);
+}
+
+Test(killpoint, block_producer_of_small_messages_killed_at_every_instruction, .timeout = 600)
+{
+	payload = SMALL;
+	small_run = 1;
+	run(SHMRING_POLICY_BLOCK, 0);
 }

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -129,17 +130,22 @@ static int consumer_main(struct shmring_consumer *c, int id, const struct run *r
 	return 0;
 }
 
-static void run_ring(uint64_t cap, uint64_t n)
+/* max_len: the largest message, or 0 for the largest the ring takes (at
+ * most 4096 bytes). */
+static void run_ring_len(uint64_t cap, uint64_t n, size_t max_len, uint32_t flags)
 {
 	struct run run = { .cap = cap, .n = n };
 	run.seed = test_env("SHMRING_TEST_SEED", test_now_ns());
 	struct shmring_opts o = test_opts(cap, 8);
+	o.flags = flags;
 	struct shmring *r;
 	cr_assert_eq(shmring_create_anon("multiproc", &o, &r), 0);
 	struct shmring_info info;
 	shmring_info(r, &info);
 	cr_assert_eq(info.capacity, cap);
 	run.max_len = info.max_message < 4096 ? info.max_message : 4096;
+	if (max_len)
+		run.max_len = max_len;
 
 	/* Attach every consumer before the producer starts, so each must see
 	 * every message. */
@@ -159,14 +165,31 @@ static void run_ring(uint64_t cap, uint64_t n)
 			_exit(i == NCONS ? producer_main(r, &run) : consumer_main(c[i], i, &run));
 		}
 	}
+	/* In the order they end: after a failure the others are killed, for
+	 * the consumers' slots outlive them (this process opened them) and the
+	 * producer would wait for the failed one's room for ever. */
 	int failed = 0;
-	for (int i = 0; i <= NCONS; i++) {
-		int st = test_wait(pids[i]);
-		if (st) {
-			fprintf(stderr, "%s %d exited with status %d\n",
-				i == NCONS ? "producer" : "consumer", i, st);
-			failed = 1;
-		}
+	for (int left = NCONS + 1; left > 0; left--) {
+		int st, i;
+		pid_t pid;
+		while ((pid = wait(&st)) < 0 && errno == EINTR)
+			;
+		cr_assert_gt(pid, 0, "wait: %s", strerror(errno));
+		for (i = 0; i <= NCONS && pids[i] != pid; i++)
+			;
+		cr_assert_leq(i, NCONS, "wait: not our child %d", (int)pid);
+		pids[i] = 0;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			continue;
+		if (!failed)
+			fprintf(stderr, "%s %d %s %d\n", i == NCONS ? "producer" : "consumer", i,
+				WIFEXITED(st) ? "exited with status" : "was killed by signal",
+				WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		if (!failed)
+			for (int k = 0; k <= NCONS; k++)
+				if (pids[k] > 0)
+					kill(pids[k], SIGKILL);
+		failed = 1;
 	}
 	double secs = (double)(test_now_ns() - t0) / 1e9;
 	printf("capacity %8llu: %llu messages x %d consumers in %.2f s, %.0f msg/s "
@@ -185,6 +208,11 @@ static void run_ring(uint64_t cap, uint64_t n)
 	for (int i = 0; i < NCONS; i++)
 		shmring_consumer_close(c[i]);
 	cr_assert_eq(shmring_close(r), 0);
+}
+
+static void run_ring(uint64_t cap, uint64_t n)
+{
+	run_ring_len(cap, n, 0, 0);
 }
 
 Test(multiproc, ten_million_1MiB)
@@ -215,4 +243,14 @@ Test(multiproc, sweep_16MiB)
 Test(multiproc, sweep_64MiB)
 {
 	run_ring(64 << 20, test_env("SHMRING_TEST_SWEEP_MESSAGES", 1000000));
+}
+
+/* SHMRING_INLINE_SMALL, messages of 0-40 bytes: a copying send of up to
+ * SHMRING_INLINE_MAX bytes also writes a copy into the tail's line, which
+ * a consumer in recv_wait takes when it has caught up (layout.h); the copy
+ * is rewritten under it by the next such send. */
+Test(multiproc, small_messages_inline_64KiB)
+{
+	run_ring_len(64 << 10, test_env("SHMRING_TEST_SWEEP_MESSAGES", 1000000) * 3, 40,
+		     SHMRING_INLINE_SMALL);
 }

@@ -803,12 +803,16 @@ Test(errors, bad_options, .timeout = 120)
 	static const uint32_t bad32[] = { 1, 2, 0x80000000u, UINT32_MAX };
 	for (size_t i = 0; i < sizeof(bad32) / sizeof(bad32[0]); i++) {
 		o = test_opts(0, 0);
-		o.flags = bad32[i];
+		o.flags = bad32[i] == 1 ? 4 : bad32[i]; /* 1 is SHMRING_INLINE_SMALL */
 		refuse_opts(&o, -EINVAL, "unknown flags");
 		o = test_opts(0, 0);
 		o.policy = bad32[i] == 1 ? 2 : bad32[i]; /* 1 is OVERWRITE */
 		refuse_opts(&o, -EINVAL, "unknown policy");
 	}
+	o = test_opts(0, 0);
+	o.flags = SHMRING_INLINE_SMALL;
+	o.policy = SHMRING_POLICY_OVERWRITE;
+	refuse_opts(&o, -EINVAL, "SHMRING_INLINE_SMALL with OVERWRITE");
 	static const uint32_t badmode[] = { 010000, 017777, 0100600, 0x80000000u, UINT32_MAX };
 	for (size_t i = 0; i < sizeof(badmode) / sizeof(badmode[0]); i++) {
 		o = test_opts(0, 0);
@@ -1334,6 +1338,9 @@ static void corrupt_field(const char *fname)
 		/* The other policy is a valid header, only another ring. */
 		if (!strcmp(f->name, "policy") && v[i] == SHMRING_POLICY_OVERWRITE)
 			want = 0;
+		/* So is a BLOCK ring with SHMRING_INLINE_SMALL. */
+		if (!strcmp(f->name, "flags") && v[i] == SHMRING_INLINE_SMALL)
+			want = 0;
 		put_field(fd, f->off, f->width, v[i]);
 		cr_assert_eq(get_field(fd, f->off, f->width), v[i]);
 		int rc = open_rc(name);
@@ -1406,6 +1413,35 @@ Test(corrupt, slot_size) { corrupt_field("slot_size"); }
 Test(corrupt, policy) { corrupt_field("policy"); }
 Test(corrupt, max_message) { corrupt_field("max_message"); }
 Test(corrupt, flags) { corrupt_field("flags"); }
+
+/* SHMRING_INLINE_SMALL is stored in the header, and an OVERWRITE ring that
+ * claims it is refused: line 0 holds its snapshot (layout.h). */
+Test(corrupt, inline_small_with_overwrite)
+{
+	char name[64];
+	test_ring_name(name, sizeof(name));
+	struct shmring_opts o = test_opts(CORRUPT_CAP, CORRUPT_SLOTS);
+	o.flags = SHMRING_INLINE_SMALL;
+	struct shmring *r;
+	ASSERT_RC(shmring_create(name, &o, &r), 0);
+	ASSERT_RC(shmring_close(r), 0);
+	int fd = shm_rw(name);
+	const struct field *fl = NULL, *po = NULL;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (!strcmp(fields[i].name, "flags"))
+			fl = &fields[i];
+		if (!strcmp(fields[i].name, "policy"))
+			po = &fields[i];
+	}
+	cr_assert(fl && po);
+	cr_assert_eq(get_field(fd, fl->off, fl->width), SHMRING_INLINE_SMALL);
+	ASSERT_RC(open_rc(name), 0);
+	put_field(fd, po->off, po->width, SHMRING_POLICY_OVERWRITE);
+	ASSERT_RC(open_rc(name), -EPROTO);
+	ASSERT_RC(open_fd_rc(fd), -EPROTO);
+	close(fd);
+	ASSERT_RC(shmring_unlink(name), 0);
+}
 Test(corrupt, create_time) { corrupt_field("create_time"); }
 
 /* A header that is consistent in itself (capacity doubled, and every derived
@@ -1598,7 +1634,8 @@ Test(corrupt, random_fields_fuzz)
 		shm_geometry(&hg, h.capacity, h.nslots, page());
 		cr_expect(h.version == SHMRING_LAYOUT_VERSION &&
 			  h.header_size == sizeof(h) && h.page_size == page() &&
-			  h.slot_size == SLOT_SIZE && h.policy == 0 && h.flags == 0 &&
+			  h.slot_size == SLOT_SIZE && h.policy == 0 &&
+			  (h.flags == 0 || h.flags == SHMRING_INLINE_SMALL) &&
 			  h.prod_off == hg.prod_off && h.ctab_off == hg.ctab_off &&
 			  h.data_off == hg.data_off && h.total_size == hg.total_size &&
 			  h.max_message == hg.max_message &&

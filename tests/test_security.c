@@ -1485,3 +1485,42 @@ Test(corrupt_pad, length_past_tail_is_eproto, .timeout = 10)
 	cr_assert_eq(shmring_close(r), 0);
 }
 
+
+/* SHMRING_INLINE_SMALL: the copy of a small message in the tail's line
+ * (layout.h) claims a
+ * length over INLINE_MAX, or one that reaches past the tail: a receive
+ * does not take it, and reads the record instead. */
+Test(corrupt_pad, bad_copy_in_the_tail_line_is_not_taken, .timeout = 10)
+{
+	struct shmring_opts o = test_opts(4096, 4);
+	o.flags = SHMRING_INLINE_SMALL;
+	struct shmring *r = NULL;
+	cr_assert_eq(shmring_create_anon("test_copy", &o, &r), 0);
+	struct shmring_consumer *c = NULL;
+	cr_assert_eq(shmring_consumer_open(r, SHMRING_START_OLDEST, &c), 0);
+	struct shmring_producer *p = NULL;
+	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	static const uint32_t lens[] = {INLINE_MAX + 8, 4096, UINT32_MAX, 24};
+	for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		uint8_t msg[8] = {1, 2, 3, 4, 5, 6, 7, (uint8_t)i};
+		uint64_t start = p->prod->tail;
+		cr_assert_eq(shmring_send(p, msg, sizeof(msg)), 0);
+		cr_assert_eq(p->prod->istart, start, "send %u wrote no copy", i);
+		/* The copy now says lens[i] bytes of 0xee: over INLINE_MAX,
+		 * or (24) a record of 32 bytes where 16 are published. */
+		for (unsigned w = 0; w < INLINE_MAX / 8; w++)
+			p->prod->ipay[w] = 0xeeeeeeeeeeeeeeeeull;
+		p->prod->ilen = lens[i];
+		uint8_t buf[4200];
+		memset(buf, 0xa5, sizeof(buf));
+		size_t len = 0;
+		cr_assert_eq(shmring_recv(c, buf, sizeof(buf), &len), 0);
+		cr_assert(len == sizeof(msg) && memcmp(buf, msg, len) == 0,
+			  "length %u: read %zu bytes, not the record", lens[i], len);
+		for (size_t k = len; k < sizeof(buf); k++)
+			cr_assert_eq(buf[k], 0xa5, "length %u: byte %zu written", lens[i], k);
+	}
+	cr_assert_eq(shmring_producer_close(p), 0);
+	cr_assert_eq(shmring_consumer_close(c), 0);
+	cr_assert_eq(shmring_close(r), 0);
+}
