@@ -12,7 +12,10 @@
  * Ping-pong over two rings: shmring_send() and shmring_recv_wait(), which
  * spins with the ring's adaptive spin, or sleeps at once after
  * shmring_set_spin(ring, 0) (the sleeping round trip); mechanism
- * shmring-poll receives in the harness's loop around shmring_recv().
+ * shmring-poll receives in the harness's loop around shmring_recv().  The
+ * rings of a round trip are made with SHMRING_INLINE_SMALL, the flag for
+ * request/response traffic (perf/RESULTS.md, change 28); SHMRING_PERF_FLAGS
+ * (environment, a number) replaces it, 0 for rings without it.
  */
 #include "perf.h"
 
@@ -46,6 +49,10 @@ static int sr_setup(struct bench *b, void **priv)
 	struct shmring_opts o = {.size = sizeof(o), .capacity = b->p.ring_bytes,
 				 .max_consumers = b->p.consumers + 4};
 	int nr = b->p.kind == K_RTT ? 2 : 1;
+	if (b->p.kind == K_RTT) {
+		const char *f = getenv("SHMRING_PERF_FLAGS");
+		o.flags = f ? (uint32_t)strtoul(f, NULL, 0) : SHMRING_INLINE_SMALL;
+	}
 	for (int i = 0; i < nr; i++) {
 		int rc = shmring_create_anon("shmring-perf", &o, &s->r[i]);
 		if (rc) {
