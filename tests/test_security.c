@@ -1448,18 +1448,27 @@ Test(corrupt_pad, published_last_is_eproto, .timeout = 10)
 	cr_assert_eq(shmring_close(r), 0);
 }
 
+/* A one-page anonymous ring with `flags`, a consumer from the oldest
+ * record and the producer. */
+static void one_page_ring(uint32_t flags, struct shmring **r, struct shmring_consumer **c,
+			  struct shmring_producer **p)
+{
+	struct shmring_opts o = test_opts(4096, 4);
+	o.flags = flags;
+	cr_assert_eq(shmring_create_anon("test_len", &o, r), 0);
+	cr_assert_eq(shmring_consumer_open(*r, SHMRING_START_OLDEST, c), 0);
+	cr_assert_eq(shmring_producer_open(*r, p), 0);
+}
+
 /* A record whose length reaches past the tail, though it fits the
  * caller's buffer: -EPROTO from every receive, in the one-message fast
  * path too, and nothing past the tail is copied. */
 Test(corrupt_pad, length_past_tail_is_eproto, .timeout = 10)
 {
-	struct shmring_opts o = test_opts(4096, 4);
 	struct shmring *r = NULL;
-	cr_assert_eq(shmring_create_anon("test_len", &o, &r), 0);
 	struct shmring_consumer *c = NULL;
-	cr_assert_eq(shmring_consumer_open(r, SHMRING_START_OLDEST, &c), 0);
 	struct shmring_producer *p = NULL;
-	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	one_page_ring(0, &r, &c, &p);
 	uint8_t msg[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 	cr_assert_eq(shmring_send(p, msg, sizeof(msg)), 0);
 	/* 16 bytes published; the header now claims 40 bytes of payload. */
@@ -1492,14 +1501,10 @@ Test(corrupt_pad, length_past_tail_is_eproto, .timeout = 10)
  * does not take it, and reads the record instead. */
 Test(corrupt_pad, bad_copy_in_the_tail_line_is_not_taken, .timeout = 10)
 {
-	struct shmring_opts o = test_opts(4096, 4);
-	o.flags = SHMRING_INLINE_SMALL;
 	struct shmring *r = NULL;
-	cr_assert_eq(shmring_create_anon("test_copy", &o, &r), 0);
 	struct shmring_consumer *c = NULL;
-	cr_assert_eq(shmring_consumer_open(r, SHMRING_START_OLDEST, &c), 0);
 	struct shmring_producer *p = NULL;
-	cr_assert_eq(shmring_producer_open(r, &p), 0);
+	one_page_ring(SHMRING_INLINE_SMALL, &r, &c, &p);
 	static const uint32_t lens[] = {INLINE_MAX + 8, 4096, UINT32_MAX, 24};
 	for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		uint8_t msg[8] = {1, 2, 3, 4, 5, 6, 7, (uint8_t)i};
