@@ -295,6 +295,42 @@ Test(tool, help_and_usage, .timeout = 60)
 
 /* ---- create, ls, stat, pub, tail, rm ------------------------------------ */
 
+/* --inline-small: stored in the ring (stat says so, in text and JSON);
+ * refused with the overwrite policy. */
+Test(tool, create_inline_small, .timeout = 30)
+{
+	char name[64], plain[64];
+	test_ring_name(name, sizeof(name));
+	test_ring_name(plain, sizeof(plain));
+	struct run r = RUN("create", name, "--inline-small");
+	expect_ok(&r);
+	run_free(&r);
+	r = RUN("create", plain);
+	expect_ok(&r);
+	run_free(&r);
+	r = RUN("stat", name);
+	expect_ok(&r);
+	cr_assert(strstr(r.out, "policy block, inline small\n"), "stat: %s", r.out);
+	run_free(&r);
+	r = RUN("stat", name, "--json");
+	expect_ok(&r);
+	cr_assert(strstr(r.out, "\"inline_small\": true"), "stat --json: %s", r.out);
+	run_free(&r);
+	r = RUN("stat", plain);
+	expect_ok(&r);
+	cr_assert(strstr(r.out, "policy block\n"), "stat: %s", r.out);
+	run_free(&r);
+	r = RUN("stat", plain, "--json");
+	expect_ok(&r);
+	cr_assert(strstr(r.out, "\"inline_small\": false"), "stat --json: %s", r.out);
+	run_free(&r);
+	r = RUN("create", "x", "--policy", "overwrite", "--inline-small");
+	expect_error(&r, 2, "--inline-small needs --policy block");
+	run_free(&r);
+	cr_assert_eq(shmring_unlink(name), 0);
+	cr_assert_eq(shmring_unlink(plain), 0);
+}
+
 Test(tool, round_trip, .timeout = 60)
 {
 	char name[64], path[128], buf[256];

@@ -38,6 +38,7 @@ struct snapshot {
 	char name[NAME_MAX + 2];
 	uint64_t capacity, create_ns, tail, tail_seq, fill;
 	uint32_t max_message, nslots, policy;
+	int inline_small;       /* SHMRING_INLINE_SMALL */
 	const char *producer;   /* alive, dead, closed, none, unknown */
 	uint32_t producer_pid;
 	uint32_t consumers, groups, ncur;
@@ -110,6 +111,7 @@ static int take_snapshot(const struct shmring *r, const char *name, struct snaps
 	s->max_message = r->g.max_message;
 	s->nslots = r->g.nslots;
 	s->policy = r->policy;
+	s->inline_small = r->inline_small;
 	s->create_ns = ((const struct shm_header *)r->base)->create_time;
 	/* Pairs with the producer's store_release(tail) in commit(); the
 	 * producer stores tail_seq before tail. */
@@ -238,9 +240,9 @@ static void print_stat_text(const struct snapshot *s)
 	if (!localtime_r(&t, &tm) || !strftime(tbuf, sizeof(tbuf), "%Y-%m-%d %H:%M:%S", &tm))
 		snprintf(tbuf, sizeof(tbuf), "?");
 	printf("ring      %s\n", s->name);
-	printf("capacity  %s (%llu bytes), max message %u bytes, %u slots, policy %s\n", cap,
+	printf("capacity  %s (%llu bytes), max message %u bytes, %u slots, policy %s%s\n", cap,
 	       (unsigned long long)s->capacity, s->max_message, s->nslots,
-	       policy_name(s->policy));
+	       policy_name(s->policy), s->inline_small ? ", inline small" : "");
 	printf("created   %s\n", tbuf);
 	printf("tail      %llu bytes, %llu messages\n", (unsigned long long)s->tail,
 	       (unsigned long long)s->tail_seq);
@@ -291,9 +293,10 @@ static void print_stat_json(const struct snapshot *s)
 	printf("{\"name\": ");
 	json_str(stdout, s->name);
 	printf(", \"capacity\": %llu, \"max_message\": %u, \"slots\": %u, \"policy\": \"%s\", "
-	       "\"created_ns\": %llu, \"tail\": %llu, \"messages\": %llu, ",
+	       "\"inline_small\": %s, \"created_ns\": %llu, \"tail\": %llu, \"messages\": %llu, ",
 	       (unsigned long long)s->capacity, s->max_message, s->nslots,
-	       policy_name(s->policy), (unsigned long long)s->create_ns,
+	       policy_name(s->policy), s->inline_small ? "true" : "false",
+	       (unsigned long long)s->create_ns,
 	       (unsigned long long)s->tail, (unsigned long long)s->tail_seq);
 	printf("\"producer\": {\"state\": \"%s\", \"pid\": %u}, ", s->producer, s->producer_pid);
 	printf("\"fill_bytes\": %llu, \"fill_percent\": %u, \"consumers\": %u, \"groups\": %u, "

@@ -54,10 +54,12 @@ static int bad_option(const char *cmd, char **argv)
 
 static const char create_help[] =
 	"usage: shmring create NAME [--capacity SIZE] [--policy block|overwrite]\n"
-	"                           [--mode MODE] [--consumers N]\n"
+	"                           [--mode MODE] [--consumers N] [--inline-small]\n"
 	"Creates a ring.  SIZE takes K, M or G (binary) and is rounded up to a power\n"
 	"of two (default 1M); MODE is octal (default 0600, applied exactly); N is the\n"
-	"number of cursor slots (default 64).\n";
+	"number of cursor slots (default 64).  --inline-small (block rings): sends of\n"
+	"up to 32 bytes are also copied into the tail's cache line, for\n"
+	"request/response traffic (SHMRING_INLINE_SMALL, shmring_create(3)).\n";
 
 int cmd_create(int argc, char **argv)
 {
@@ -66,6 +68,7 @@ int cmd_create(int argc, char **argv)
 		{ "policy", required_argument, NULL, 'p' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "consumers", required_argument, NULL, 'n' },
+		{ "inline-small", no_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -74,7 +77,7 @@ int cmd_create(int argc, char **argv)
 	uint64_t v;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "c:p:m:n:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:p:m:n:ih", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			if (parse_size(optarg, &v) || v == 0 || v > SHMRING_MAX_CAPACITY) {
@@ -112,12 +115,17 @@ int cmd_create(int argc, char **argv)
 			}
 			o.max_consumers = (uint32_t)v;
 			break;
+		case 'i': o.flags |= SHMRING_INLINE_SMALL; break;
 		case 'h': fputs(create_help, stdout); return EXIT_OK;
 		default: return bad_option("create", argv);
 		}
 	}
 	if (optind != argc - 1) {
 		err_line("create", "expected one ring name (try: shmring create --help)");
+		return EXIT_USAGE;
+	}
+	if ((o.flags & SHMRING_INLINE_SMALL) && o.policy != SHMRING_POLICY_BLOCK) {
+		err_line("create", "--inline-small needs --policy block");
 		return EXIT_USAGE;
 	}
 	char name[NAME_MAX + 2];

@@ -24,7 +24,7 @@ static const char usage_text[] =
 	"  ls [--all] [--json]             the rings in " SHM_DIR "\n"
 	"  stat NAME [--json] [--watch]    header, producer and every cursor\n"
 	"  create NAME [--capacity SIZE] [--policy block|overwrite] [--mode MODE]\n"
-	"              [--consumers N]     create a ring\n"
+	"              [--consumers N] [--inline-small]  create a ring\n"
 	"  rm [--force] NAME...            remove rings\n"
 	"  pub NAME [--binary]             publish standard input, one message per line\n"
 	"  tail NAME [-f] [--group G] [--hex|--text|--binary]\n"
