@@ -308,22 +308,21 @@ Test(tool, create_inline_small, .timeout = 30)
 	r = RUN("create", plain);
 	expect_ok(&r);
 	run_free(&r);
-	r = RUN("stat", name);
-	expect_ok(&r);
-	cr_assert(strstr(r.out, "policy block, inline small\n"), "stat: %s", r.out);
-	run_free(&r);
-	r = RUN("stat", name, "--json");
-	expect_ok(&r);
-	cr_assert(strstr(r.out, "\"inline_small\": true"), "stat --json: %s", r.out);
-	run_free(&r);
-	r = RUN("stat", plain);
-	expect_ok(&r);
-	cr_assert(strstr(r.out, "policy block\n"), "stat: %s", r.out);
-	run_free(&r);
-	r = RUN("stat", plain, "--json");
-	expect_ok(&r);
-	cr_assert(strstr(r.out, "\"inline_small\": false"), "stat --json: %s", r.out);
-	run_free(&r);
+	static const struct {
+		int flagged, json;
+		const char *want;
+	} checks[] = { { 1, 0, "policy block, inline small\n" },
+		       { 1, 1, "\"inline_small\": true" },
+		       { 0, 0, "policy block\n" },
+		       { 0, 1, "\"inline_small\": false" } };
+	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+		char *ring = checks[i].flagged ? name : plain;
+		r = checks[i].json ? RUN("stat", ring, "--json") : RUN("stat", ring);
+		expect_ok(&r);
+		cr_assert(strstr(r.out, checks[i].want), "stat%s: no '%s' in %s",
+			  checks[i].json ? " --json" : "", checks[i].want, r.out);
+		run_free(&r);
+	}
 	r = RUN("create", "x", "--policy", "overwrite", "--inline-small");
 	expect_error(&r, 2, "--inline-small needs --policy block");
 	run_free(&r);
