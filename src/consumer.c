@@ -540,7 +540,7 @@ copy_from_line(const struct shmring_consumer *c, void *buf, size_t buflen, uint6
 	if (load_acquire(&prod->istart) != c->rpos)
 		return 0;
 	uint32_t len = load_relaxed(&prod->ilen);
-	if (len > INLINE_MAX || len > buflen || SHMRING_RECORD_SIZE(len) > avail || avail > c->cap)
+	if (len > INLINE_MAX || len > buflen || !record_fits(c, len, avail))
 		return 0;
 	uint64_t w[INLINE_MAX / 8];
 	for (uint32_t i = 0; i < (len + 7) / 8; i++)

@@ -86,9 +86,9 @@ _Static_assert(sizeof(struct shm_header) == 88, "layout");
  * `istart`, the length and the payload, then (acquire fence) `istart`
  * again, and takes the copy if both loads found its read position.  A
  * producer that opens the ring makes `istart` INLINE_NONE before its first
- * commit: a predecessor killed between `istart` and the tail would
- * otherwise leave a copy of a record that was never published at a
- * position that the next commit publishes.
+ * commit: a new ring holds 0 there, and a predecessor killed between
+ * `istart` and the tail would leave a copy of a record that was never
+ * published at a position that the next commit publishes.
  */
 #define INLINE_MAX SHMRING_INLINE_MAX /* payload bytes a copy in line 0 holds */
 #define INLINE_NONE 1u          /* istart: no copy (records are 8-aligned) */

@@ -231,10 +231,11 @@ SHMRING_API int shmring_producer_open(struct shmring *r, struct shmring_producer
 		p->limit = p->tail - (p->tail < p->cap ? p->tail : p->cap);
 	refresh_limit(p);
 	p->spin.moved = p->seq; /* repair_snapshot() may have moved it */
-	/* A predecessor killed between storing istart and the tail left a
-	 * copy of a record it never published (layout.h); our commits'
-	 * release of the tail orders this before them. */
-	if (!p->overwrite)
+	/* No copy yet (a new ring holds 0, a valid position), or a copy that
+	 * a predecessor killed between storing istart and the tail left of a
+	 * record it never published (layout.h); our commits' release of the
+	 * tail orders this before them. */
+	if (p->inline_small)
 		store_relaxed(&r->prod->istart, INLINE_NONE);
 	store_release(&r->prod->closed, 0);
 	atomic_fetch_add_explicit(&r->producers, 1, memory_order_relaxed);

@@ -331,8 +331,6 @@ static int init_header(int fd, const struct shm_geom *g, uint32_t policy, uint32
 	h->max_message = g->max_message;
 	h->flags = flags;
 	h->create_time = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-	if (policy == SHMRING_POLICY_BLOCK) /* no copy in line 0 (layout.h) */
-		store_relaxed(&((struct shm_prod *)(m + g->prod_off))->istart, INLINE_NONE);
 	/* Pairs with the opener's load_acquire(magic) in attach_fd(). */
 	store_release(&h->magic, SHMRING_MAGIC);
 	munmap(m, g->ctab_off);

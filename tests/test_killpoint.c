@@ -51,7 +51,7 @@
  * producer publishes through shmring_reserve() and shmring_commit()
  * (which write no such copy). */
 static size_t payload = BIG;
-static int small_run;
+#define SMALL_RUN (payload == SMALL)
 
 /* The payload: the test's own message number, then filler. */
 static void fill(unsigned char *buf, uint64_t num)
@@ -178,16 +178,16 @@ static uint64_t drain(struct shmring_consumer *c, uint64_t *next, uint64_t skipp
 	size_t len;
 	uint64_t n = 0;
 	int rc;
-	while ((rc = small_run ? shmring_recv(c, buf, sizeof(buf), &len)
+	while ((rc = SMALL_RUN ? shmring_recv(c, buf, sizeof(buf), &len)
 			       : shmring_peek(c, &data, &len)) == 0) {
 		n++;
-		uint64_t num = check_payload(small_run ? buf : data, len);
+		uint64_t num = check_payload(SMALL_RUN ? buf : data, len);
 		if (num == skippable + 1 && *next == skippable)
 			*next = num; /* the dead child never committed it */
 		cr_assert_eq(num, *next, "read message %llu, expected %llu",
 			     (unsigned long long)num, (unsigned long long)*next);
 		(*next)++;
-		if (!small_run)
+		if (!SMALL_RUN)
 			cr_assert_eq(shmring_release(c), 1);
 	}
 	cr_assert(rc == -EAGAIN || rc == -EPIPE, "peek: %s", shmring_strerror(rc));
@@ -215,7 +215,7 @@ static void run(enum shmring_policy policy, int full)
 	test_ring_name(name, sizeof(name));
 	struct shmring_opts o = test_opts(4096, 4);
 	o.policy = policy;
-	if (small_run)
+	if (SMALL_RUN)
 		o.flags = SHMRING_INLINE_SMALL;
 	struct shmring *r;
 	cr_assert_eq(shmring_create(name, &o, &r), 0);
@@ -277,7 +277,7 @@ static void run(enum shmring_policy policy, int full)
 		}
 		unsigned char buf[BIG];
 		fill(buf, num);
-		if (small_run) {
+		if (SMALL_RUN) {
 			/* In place: had the takeover left the dead child's copy
 			 * of its traced message in the tail's line, the
 			 * consumer would read that instead of this one. */
@@ -310,7 +310,7 @@ static void run(enum shmring_policy policy, int full)
 	fprintf(stderr, "killpoint %s: killed at %llu of the %lu instruction boundaries of the send\n",
 		policy == SHMRING_POLICY_OVERWRITE ? "overwrite"
 		: full			   ? "block, full ring"
-		: small_run		   ? "block, small messages"
+		: SMALL_RUN		   ? "block, small messages"
 					   : "block",
 		(unsigned long long)killed, (unsigned long)steps);
 }
@@ -333,6 +333,5 @@ Test(killpoint, block_producer_filling_the_ring_killed_at_every_instruction, .ti
 Test(killpoint, block_producer_of_small_messages_killed_at_every_instruction, .timeout = 600)
 {
 	payload = SMALL;
-	small_run = 1;
 	run(SHMRING_POLICY_BLOCK, 0);
 }

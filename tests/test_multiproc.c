@@ -181,14 +181,14 @@ static void run_ring_len(uint64_t cap, uint64_t n, size_t max_len, uint32_t flag
 		pids[i] = 0;
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 			continue;
-		if (!failed)
+		if (!failed) {
 			fprintf(stderr, "%s %d %s %d\n", i == NCONS ? "producer" : "consumer", i,
 				WIFEXITED(st) ? "exited with status" : "was killed by signal",
 				WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-		if (!failed)
 			for (int k = 0; k <= NCONS; k++)
 				if (pids[k] > 0)
 					kill(pids[k], SIGKILL);
+		}
 		failed = 1;
 	}
 	double secs = (double)(test_now_ns() - t0) / 1e9;

@@ -1495,8 +1495,9 @@ Test(corrupt_pad, length_past_tail_is_eproto, .timeout = 10)
 }
 
 
-/* SHMRING_INLINE_SMALL: the copy of a small message in the tail's line
- * (layout.h) claims a
+/* SHMRING_INLINE_SMALL: a first record published in place is not taken
+ * for a copy; the copy of a small message in the tail's line (layout.h)
+ * claims a
  * length over INLINE_MAX, or one that reaches past the tail: a receive
  * does not take it, and reads the record instead. */
 Test(corrupt_pad, bad_copy_in_the_tail_line_is_not_taken, .timeout = 10)
@@ -1505,6 +1506,17 @@ Test(corrupt_pad, bad_copy_in_the_tail_line_is_not_taken, .timeout = 10)
 	struct shmring_consumer *c = NULL;
 	struct shmring_producer *p = NULL;
 	one_page_ring(SHMRING_INLINE_SMALL, &r, &c, &p);
+	/* First, a record published in place (no copy) at position 0: the
+	 * new ring's zeroed line 0 is not taken for a copy of an empty
+	 * message there. */
+	uint8_t first[8] = {8, 7, 6, 5, 4, 3, 2, 1}, fbuf[64];
+	void *d;
+	cr_assert_eq(shmring_reserve(p, sizeof(first), &d), 0);
+	memcpy(d, first, sizeof(first));
+	cr_assert_eq(shmring_commit(p), 1);
+	size_t flen = 0;
+	cr_assert_eq(shmring_recv(c, fbuf, sizeof(fbuf), &flen), 0);
+	cr_assert(flen == sizeof(first) && memcmp(fbuf, first, flen) == 0, "read %zu bytes", flen);
 	static const uint32_t lens[] = {INLINE_MAX + 8, 4096, UINT32_MAX, 24};
 	for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		uint8_t msg[8] = {1, 2, 3, 4, 5, 6, 7, (uint8_t)i};
