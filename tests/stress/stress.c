@@ -70,6 +70,7 @@ struct cstat {
 	au64 dups, corrupt, gaps;
 	au64 last_seq;      /* last seq received + 1 (0: none) */
 	au64 late;          /* waits that ended > LATE_NS after publication */
+	au64 late_max_ns;   /* the latest of them, after publication */
 	au64 sleeps;        /* waits that did not return at once */
 	au32 in_call;       /* group: inside a receive, claims not yet marked */
 	au32 pause_gen;     /* bumped by the supervisor at each stop/pause */
@@ -625,8 +626,11 @@ static void check_late(struct cstate *s, uint64_t ep_start, uint32_t pg0, uint64
 	if (LDA(H->pub_seq[seq % PUBT_N]) != seq + 1)
 		return;
 	uint64_t pt = LD(H->pub_ns[seq % PUBT_N]);
-	if (pt > ep_start && pt < t1 && t1 - pt > LATE_NS)
+	if (pt > ep_start && pt < t1 && t1 - pt > LATE_NS) {
 		ADD(s->st->late, 1);
+		if (t1 - pt > LD(s->st->late_max_ns))
+			ST(s->st->late_max_ns, t1 - pt);
+	}
 }
 
 static int consumer_open(struct cstate *s)
@@ -938,7 +942,7 @@ static void kill_consumer(int i, uint64_t now, uint64_t *rs)
 /* ---- The supervisor ------------------------------------------------------ */
 struct totals {
 	uint64_t sent, ckills, pkills, stops, sigs, handled, late, sleeps;
-	uint64_t stall_ns;
+	uint64_t stall_ns, late_max_ns;
 	int failed;
 };
 
@@ -1285,6 +1289,8 @@ static int run_round(int policy, uint64_t capacity, double seconds, uint64_t see
 		       (uint64_t)LD(st->sleeps));
 		late += LD(st->late);
 		sleeps += LD(st->sleeps);
+		if (LD(st->late_max_ns) > tot->late_max_ns)
+			tot->late_max_ns = LD(st->late_max_ns);
 	}
 	/* Lost wake-ups: normally a few late wake-ups in a thousand sleeps
 	 * (a loaded machine); one dropped futex_wake makes it one in five. */
@@ -1451,10 +1457,11 @@ int main(int argc, char **argv)
 	printf("\nstress %s: %" PRIu64 " messages sent in %d rounds, %" PRIu64
 	       " consumer kills/restarts, %" PRIu64 " producer kills, %" PRIu64 " stops, %" PRIu64
 	       " signals (%" PRIu64 " handled), longest producer stall %.1f ms, "
-	       "late wake-ups %" PRIu64 " of %" PRIu64 " sleeps\n",
+	       "late wake-ups %" PRIu64 " of %" PRIu64 " sleeps (the latest %.1f ms after the "
+	       "data)\n",
 	       failed ? "FAILED" : "passed", tot.sent, np * nc, tot.ckills, tot.pkills, tot.stops,
 	       tot.sigs, tot.handled, (double)tot.stall_ns / 1e6, tot.late,
-	       tot.sleeps);
+	       tot.sleeps, (double)tot.late_max_ns / 1e6);
 	if (failed)
 		printf("stress: rerun the same way with STRESS_SEED=%" PRIu64 "%s\n", cfg.seed,
 		       cfg.threads ? " (thread mode)" : "");
