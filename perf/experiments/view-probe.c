@@ -14,6 +14,11 @@
  *   ro          its own read-only mapping (libshmring's consumers)
  *   rw-then-ro  its own read-write mapping, touched, then mprotect()ed
  *               read-only
+ *   private     its own MAP_PRIVATE read-write mapping, only read: a
+ *               writable mapping whose page-table entries are read-only
+ *               (copy-on-write) as long as nothing writes through it
+ *   ro+flush    ro, and the consumer flushes (clflushopt, allowed on a
+ *               read-only page) each line it read once it has checked it
  *   none        the consumer reads nothing but the tail (the producer's
  *               speed with no consumer reading the data)
  *
@@ -29,14 +34,37 @@
 #include <stdatomic.h>
 #include <string.h>
 
-enum { INHERITED, RW, RO, RW_THEN_RO, NONE, NMODES };
-static const char *const names[NMODES] = {"inherited", "rw", "ro", "rw-then-ro", "none"};
+enum { INHERITED, RW, RO, RW_THEN_RO, PRIVATE, RO_FLUSH, NONE, NMODES };
+static const char *const names[NMODES] = {"inherited", "rw",      "ro",      "rw-then-ro",
+					  "private",   "ro+flush", "none"};
+
+static void flush_line(const void *p)
+{
+	__asm__ volatile("clflushopt %0" : : "m"(*(const char *)p));
+}
+
+/* The data mapped twice back to back, MAP_PRIVATE, read-write. */
+static uint8_t *map_twice_private(int fd)
+{
+	uint8_t *b = mmap(NULL, 2 * CAP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return NULL;
+	for (int i = 0; i < 2; i++)
+		if (mmap(b + i * CAP, CAP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+		    MAP_FAILED)
+			return NULL;
+	return b;
+}
 
 static int consume(int mode, int fd, uint8_t *data, struct ctl *c)
 {
 	pin(1);
 	if (mode != INHERITED && mode != NONE) {
-		data = map_twice(fd, mode == RO ? PROT_READ : PROT_READ | PROT_WRITE, 0);
+		if (mode == PRIVATE)
+			data = map_twice_private(fd);
+		else
+			data = map_twice(fd, mode == RO || mode == RO_FLUSH ? PROT_READ
+								   : PROT_READ | PROT_WRITE, 0);
 		if (!data)
 			return 1;
 		if (mode == RW_THEN_RO) {
@@ -62,6 +90,10 @@ static int consume(int mode, int fd, uint8_t *data, struct ctl *c)
 			if (h != SIZE || a != seq || z != seq) {
 				fprintf(stderr, "message %llu: bad record\n", (unsigned long long)seq);
 				return 1;
+			}
+			if (mode == RO_FLUSH) {
+				flush_line(r);
+				flush_line(r + HDR + SIZE - 8);
 			}
 		}
 		atomic_store_explicit(&c->head, pos, memory_order_release);
