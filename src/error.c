@@ -37,7 +37,7 @@ SHMRING_API const char *shmring_strerror(int err)
 	case EINTR: return "interrupted: shmring_*_interrupt(), or a signal with "
 			   "shmring_set_eintr()";
 	case EOVERFLOW: return "the producer overwrote messages this consumer had not read (see shmring_lost)";
-	case ENODEV: return "the ring's file cannot be mapped";
+	case ENOLCK: return "no record lock available for the notify hook (the system's lock table is full)";
 	default: return "unknown error";
 	}
 }

@@ -2108,7 +2108,7 @@ Test(api, strerror_distinct_for_documented_codes)
 	const int codes[] = {
 		EINVAL, EEXIST, ENOSPC, EACCES, EMFILE, ENFILE, ENOMEM, ENAMETOOLONG,
 		ENOENT, EAGAIN, EPROTO, EPROTONOSUPPORT, ENOTSUP, EBADF, EBUSY,
-		EMSGSIZE, ENOBUFS, EPIPE, ETIMEDOUT, EUSERS, EOVERFLOW,
+		EMSGSIZE, ENOBUFS, EPIPE, ETIMEDOUT, EUSERS, EOVERFLOW, EINTR, ENOLCK,
 	};
 	const size_t k = sizeof(codes) / sizeof(codes[0]);
 	for (size_t i = 0; i < k; i++) {
