@@ -159,14 +159,16 @@ struct shmring_opts {
 
 /*
  * Flag of struct shmring_opts, for request/response traffic (BLOCK rings
- * only; with OVERWRITE, -EINVAL): shmring_send() of a message of at most
- * SHMRING_INLINE_MAX bytes, with no reservation pending, also copies it
- * into the cache line that holds the producer's tail.  A broadcast
- * consumer that has read everything before it, and then receives it with
- * shmring_recv() or shmring_recv_wait(), takes it from there: one cache
- * line moves from the producer to it per message instead of two.  The
- * record is written to the ring as always, and every other way of reading
- * (peek, batches, groups, a consumer that is behind) reads it there.
+ * only; with OVERWRITE, -EINVAL): shmring_send[_wait]() of a message of at
+ * most SHMRING_INLINE_MAX bytes, with no reservation pending and no pad
+ * before its record (at a lap's end), also copies it into the cache line
+ * that holds the producer's tail; reserve and commit write no copy.  A
+ * broadcast consumer that has read everything before it, and then receives
+ * it with shmring_recv[_wait]() (or, after a wait, shmring_recv_batch_wait()
+ * with max 1), takes it from there: one cache line moves from the producer
+ * to it per message instead of two.  The record is written to the ring as
+ * always, and every other way of reading (peek, larger batches, groups, a
+ * consumer that is behind) reads it there.
  * Costs the producer a few stores per small send: one-by-one sends of
  * small messages ran 0.7-0.9x as many per second on the project's VMs
  * (perf/RESULTS.md, change 28).
@@ -437,15 +439,18 @@ SHMRING_API int shmring_reserve_array_wait(struct shmring_producer *producer, si
  * Publishes every record reserved since the last commit, with one store, and
  * wakes sleeping consumers: no system call while none sleeps; else one for
  * all sleeping broadcast consumers and one per group with sleeping members
- * (waking at most one member per record).  Returns the number of records published (0 if none), -EPIPE
- * after shmring_producer_shutdown(), or -EINVAL for NULL.  [AS-safe]
+ * (waking at most one member per record).  Returns the number of records
+ * published (0 if none), -EPIPE after shmring_producer_shutdown(), -EBUSY
+ * (called from a handler that interrupted a call on this producer), or
+ * -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_commit(struct shmring_producer *producer);
 
 /*
  * Discards every record reserved since the last commit; consumers never see
  * them.  Returns the number discarded, -EPIPE after
- * shmring_producer_shutdown(), or -EINVAL for NULL.  [AS-safe]
+ * shmring_producer_shutdown(), -EBUSY (called from a handler that
+ * interrupted a call on this producer), or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_abort(struct shmring_producer *producer);
 
@@ -475,10 +480,10 @@ SHMRING_API int shmring_send_wait(struct shmring_producer *producer, const void 
  * Returns 0 and sets *consumer, or -EINVAL (NULL argument, unknown flags),
  * -EUSERS (every cursor slot is taken by a live consumer: slots of dead ones
  * are freed first), -EACCES (ring opened from a
- * read-only fd), -ENOMEM; in policy OVERWRITE also -EAGAIN (the producer's
- * position could not be read consistently: it stopped in the middle of an
- * update, or runs in a signal handler that interrupted this call) and
- * -EPROTO (the producer's state is corrupt).
+ * read-only fd), -ENOMEM, -EPROTO (the producer's state is corrupt); in policy
+ * OVERWRITE also -EAGAIN (the producer's position could not be read
+ * consistently: it stopped in the middle of an update, or runs in a signal
+ * handler that interrupted this call).
  */
 SHMRING_API int shmring_consumer_open(struct shmring *ring, unsigned flags,
 				      struct shmring_consumer **consumer);
@@ -514,7 +519,9 @@ SHMRING_API int shmring_group_open(struct shmring *ring, const char *name, unsig
 /*
  * Detaches a broadcast consumer or a group member: frees its slot (the
  * producer no longer waits for it) and the handle; the last member of a
- * group frees the group.  Returns 0, or -EINVAL for NULL.
+ * group frees the group.  Returns 0, -EINVAL for NULL, or -EBUSY (nothing
+ * done) when called from a signal handler that interrupted a call on this
+ * consumer.
  */
 SHMRING_API int shmring_consumer_close(struct shmring_consumer *consumer);
 
@@ -559,6 +566,9 @@ SHMRING_API int shmring_peek_wait(struct shmring_consumer *consumer,
  * -EOVERFLOW (OVERWRITE: some of them were overwritten while held; none of
  * them is good, and they count as lost), -EAGAIN or -EPROTO (OVERWRITE, while
  * handling a lap: as for shmring_consumer_open(); the messages stay peeked),
+ * -EPIPE (OVERWRITE, while handling a lap: the producer died mid-update and
+ * no producer has repaired its position yet; the messages stay peeked),
+ * -EBUSY (called from a handler that interrupted a call on this consumer),
  * or -EINVAL for NULL.  [AS-safe]
  */
 SHMRING_API int shmring_release(struct shmring_consumer *consumer);
