@@ -537,9 +537,15 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, voi
 }
 
 /* How much of a batch reserve_more() prefetches for writing: a fraction of
- * a level-1 data cache, so that the lines are still there when written. */
+ * a level-1 data cache, so that the lines are still there when written.
+ * Only records of up to PREFETCH_REC_MAX bytes: a copy into a larger one
+ * asks for its lines well by itself, and a prefetch of them made 4096-byte
+ * batches slower (perf/RESULTS.md, change 30). */
 #ifndef PREFETCH_MAX
 #define PREFETCH_MAX 16384u
+#endif
+#ifndef PREFETCH_REC_MAX
+#define PREFETCH_REC_MAX 2048u
 #endif
 
 /*
@@ -578,10 +584,12 @@ reserve_more(struct shmring_producer *p, size_t len, unsigned n, void **data, in
 	 * lines now (up to PREFETCH_MAX bytes), so that their transfers from
 	 * the consumers' caches overlap instead of each store waiting for its
 	 * own (perf/RESULTS.md, change 15). */
-	uint64_t span = rt - p->rtail < PREFETCH_MAX ? rt - p->rtail : PREFETCH_MAX;
-	const uint8_t *a = p->data + (p->rtail & p->mask);
-	for (uint64_t o = 0; o < span; o += 64)
-		prefetch_write(a + o);
+	if (sz <= PREFETCH_REC_MAX) {
+		uint64_t span = rt - p->rtail < PREFETCH_MAX ? rt - p->rtail : PREFETCH_MAX;
+		const uint8_t *a = p->data + (p->rtail & p->mask);
+		for (uint64_t o = 0; o < span; o += 64)
+			prefetch_write(a + o);
+	}
 	p->rtail = rt;
 	p->seq = seq;
 	return m;
