@@ -23,7 +23,11 @@ PERF_HAVE_DPDK = $(call perf_has,libdpdk)
 PERF_HAVE_IOX = $(shell test -f /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)/libiceoryx_binding_c.so && command -v iox-roudi >/dev/null && echo 1 || echo 0)
 PERF_HAVE_BENCH = $(call perf_has,benchmark)
 
-PERF_CFLAGS = $(BASE_CFLAGS) -Iperf -DPERF_GIT_REV='"$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)"' \
+# The commit the harness was built from, "-dirty" if the tree had changes
+# (a run's results name it); rewritten only when it changes, so that a
+# commit or an edit relinks the harness.
+PERF_REV := $(PERF_DIR)/git-rev
+PERF_CFLAGS = $(BASE_CFLAGS) -Iperf -DPERF_GIT_REV="\"$$(cat $(PERF_REV))\"" \
 	-DHAVE_CK=$(PERF_HAVE_CK) -DHAVE_URCU=$(PERF_HAVE_URCU) -DHAVE_DPDK=$(PERF_HAVE_DPDK) \
 	-DHAVE_IOX=$(PERF_HAVE_IOX) \
 	$(if $(filter 1,$(PERF_HAVE_IOX)),$(patsubst %,-isystem %,$(lastword $(wildcard /usr/include/iceoryx/v*)))) \
@@ -45,7 +49,12 @@ perf-deps:
 perf-build: perf-deps
 	$(Q)$(MAKE) --no-print-directory $(PERF_BIN)
 
-$(PERF_BIN): $(PERF_SRCS) $(PERF_HDRS) $(STATIC) perf/perf.mk
+$(PERF_REV): FORCE
+	@mkdir -p $(dir $@)
+	@rev=$$(git describe --always --abbrev=7 --dirty 2>/dev/null || echo unknown); \
+		[ "$$(cat $@ 2>/dev/null)" = "$$rev" ] || echo "$$rev" > $@
+
+$(PERF_BIN): $(PERF_SRCS) $(PERF_HDRS) $(STATIC) perf/perf.mk $(PERF_REV)
 	$(call msg,CC,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(PERF_CFLAGS) $(CFLAGS) -o $@ $(PERF_SRCS) $(STATIC) $(PERF_LIBS) $(LDSAN)
