@@ -1494,12 +1494,10 @@ Test(corrupt_pad, length_past_tail_is_eproto, .timeout = 10)
 	cr_assert_eq(shmring_close(r), 0);
 }
 
-
 /* SHMRING_INLINE_SMALL: a first record published in place is not taken
  * for a copy; the copy of a small message in the tail's line (layout.h)
- * claims a
- * length over INLINE_MAX, or one that reaches past the tail: a receive
- * does not take it, and reads the record instead. */
+ * claims a length over INLINE_MAX, or one that reaches past the tail: a
+ * receive does not take it, and reads the record instead. */
 Test(corrupt_pad, bad_copy_in_the_tail_line_is_not_taken, .timeout = 10)
 {
 	struct shmring *r = NULL;
