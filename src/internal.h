@@ -80,7 +80,7 @@ struct copy32 {
 		memcpy(d, &a_, size);                 \
 		memcpy(d + n - (size), &b_, size);    \
 	} while (0)
-static inline void copy_out(void *dst, const void *src, size_t n)
+static inline __attribute__((always_inline)) void copy_out(void *dst, const void *src, size_t n)
 {
 	uint8_t *d = dst;
 	const uint8_t *s = src;
