@@ -64,7 +64,9 @@ static inline void copy_payload(void *dst, const void *src, size_t n)
  * receives).  One of at most 64 bytes goes by two fixed-size moves that may
  * overlap, inline: exactly its n bytes, as memcpy() would, without the call
  * and its size dispatch (a sixth of the samples of a one-thread profile of
- * 64-byte batches; perf/RESULTS.md, change 21).
+ * 64-byte batches; perf/RESULTS.md, change 21).  Always inline: used in
+ * more places, gcc made it a function again, and a batch receive of 8 or
+ * 64 bytes took 1.09-1.30x as long (change 32).
  */
 struct copy16 {
 	uint64_t w[2];
