@@ -538,9 +538,10 @@ SHMRING_API int shmring_reserve_wait(struct shmring_producer *p, size_t len, voi
 
 /* How much of a batch reserve_more() prefetches for writing: a fraction of
  * a level-1 data cache, so that the lines are still there when written.
- * Only records of up to PREFETCH_REC_MAX bytes: it paid at 512 and 1024
- * bytes, made batches of 4096-byte copies slower and did not help at 16
- * and 64 KiB (perf/RESULTS.md, change 30). */
+ * Only records of up to PREFETCH_REC_MAX bytes, header included (messages
+ * of up to 2040 bytes): it paid at 512 and 1024 bytes, made batches of
+ * 4096-byte copies slower and did not help at 16 and 64 KiB
+ * (perf/RESULTS.md, change 30). */
 #ifndef PREFETCH_MAX
 #define PREFETCH_MAX 16384u
 #endif
